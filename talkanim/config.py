@@ -1,0 +1,68 @@
+"""Every tunable of the pipeline, in one typed place.
+
+Stages take the dataclass that concerns them; `AnimateConfig` gathers them for `api.animate`.
+Defaults here are the defaults users get from the CLI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+LandmarkBackendName = Literal["auto", "fan", "dlib"]
+MotionMode = Literal["relative", "absolute"]
+ModelMode = Literal["auto", "hybrid", "paper", "none"]
+DeviceName = Literal["auto", "cpu", "cuda"]
+
+
+@dataclass
+class TrackConfig:
+    """Landmark detection and tracking."""
+
+    backend: LandmarkBackendName = "auto"
+    # Largest side a frame is shrunk to before face *detection* (not landmark fitting).
+    detect_max_side: int = 640
+    # Re-run the detector after this many tracked frames even when tracking looks fine.
+    redetect_every: int = 0
+    # One-Euro filter (Casiry et al. 2012): lower min_cutoff = less jitter, higher beta = less lag.
+    smooth: bool = True
+    min_cutoff: float = 1.0
+    beta: float = 0.5
+    d_cutoff: float = 1.0
+
+
+@dataclass
+class MotionConfig:
+    """How driver landmarks become target landmarks on the source face."""
+
+    mode: MotionMode = "relative"
+    driver_ref: int = 0  # index of the driver's neutral reference frame
+    head_motion: bool = True
+
+
+@dataclass
+class RenderConfig:
+    """Warp, mouth fill and paste-back."""
+
+    size: int = 256  # working resolution of the face crop (flow is computed here)
+    # Side of the square face crop as a multiple of the landmarks' bounding-box size.
+    crop_scale: float = 2.2
+    # The warped crop is resampled at up to this many pixels per side in the original picture,
+    # so a painting keeps its own fine texture instead of being upscaled from `size`.
+    max_paste_side: int = 1024
+    mouth_fill: bool = True
+    preview: bool = False
+
+
+@dataclass
+class AnimateConfig:
+    """Everything `talkanim animate` decides."""
+
+    track: TrackConfig = field(default_factory=TrackConfig)
+    motion: MotionConfig = field(default_factory=MotionConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
+    model: ModelMode = "auto"
+    device: DeviceName = "auto"
+    face_index: int | None = None  # None: the largest face
+    fps: float | None = None  # None: the driver's fps
+    audio: bool = True

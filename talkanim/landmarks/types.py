@@ -1,0 +1,51 @@
+"""What the landmark stage hands to the rest of the pipeline.
+
+Coordinates are pixels (x, y) in the image or video frame they were measured on, in the iBUG-68
+layout: jaw 0-16, brows 17-26, nose 27-35, eyes 36-47, lips 48-67. Pupils are ordered like
+the eyes: index 0 is the eye of points 36-41, index 1 the eye of points 42-47.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Face:
+    """One face in one image."""
+
+    points: np.ndarray  # (68, 2) float32
+    box: tuple[float, float, float, float]  # detector box x0, y0, x1, y1
+    pupils: np.ndarray | None = None  # (2, 2) float32
+    score: float = 1.0
+
+    @property
+    def size(self) -> float:
+        """Face size in pixels: the diagonal of the landmarks' bounding box."""
+        span = self.points.max(axis=0) - self.points.min(axis=0)
+        return float(np.hypot(*span))
+
+
+@dataclass
+class LandmarkTrack:
+    """Landmarks of every frame of a driving video.
+
+    Frames where no face was found hold the last good frame's points and have `valid` False.
+    """
+
+    points: np.ndarray  # (N, 68, 2) float32
+    pupils: np.ndarray  # (N, 2, 2) float32
+    valid: np.ndarray  # (N,) bool
+    fps: float
+    size: tuple[int, int]  # (width, height) of the frames
+    backend: str
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.points.shape[0])
+
+    @property
+    def num_missing(self) -> int:
+        return int((~self.valid).sum())

@@ -1,0 +1,47 @@
+"""Shared fixtures: real inputs the project makes itself, and the clips in ../shared/data.
+
+Tests marked `shared_data` use the clips and portraits in $TALKANIM_DATA (default
+../shared/data, next to the checkout) and skip with a reason when they are absent.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+
+
+def shared_data_dir() -> Path:
+    return Path(os.environ.get("TALKANIM_DATA", REPO.parent / "shared" / "data")).resolve()
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The shared data folder, or skip when it is not there."""
+    path = shared_data_dir()
+    if not (path / "MANIFEST.tsv").is_file():
+        pytest.skip(f"shared data not found at {path} (set TALKANIM_DATA)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    """scikit-image's astronaut photo: a frontal portrait that ships with a dependency."""
+    from skimage import data
+
+    return data.astronaut()
+
+
+@pytest.fixture(scope="session")
+def example_portrait() -> Path:
+    return EXAMPLES / "portrait.png"
+
+
+@pytest.fixture(scope="session")
+def example_driver() -> Path:
+    return EXAMPLES / "driver.mp4"
