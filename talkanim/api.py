@@ -1,0 +1,420 @@
+"""The Python API: what the CLI calls and what scripts import.
+
+    from talkanim.api import animate
+    result = animate("mona_lisa.jpg", "driver.mp4", "mona.mp4")
+
+Data flows one way through the stages: driver video -> landmarks -> motion -> rendered frames ->
+encoded video. Every function here only wires stages together; the work lives in the stage
+packages (io, landmarks, motion, render, model, train).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from talkanim.config import AnimateConfig
+from talkanim.errors import InputError, OutputError, TalkanimError
+from talkanim.io import VideoInfo, VideoWriter, iter_frames, load_image, probe_video
+from talkanim.landmarks import (
+    LandmarkDetector,
+    detect_face,
+    load_track,
+    make_detector,
+    track_frames,
+)
+from talkanim.landmarks.types import Face, LandmarkTrack
+from talkanim.motion import MotionTrack, retarget
+from talkanim.render import FaceRenderer, make_preview
+
+# progress(stage, done, total): stage is "track" or "render"; total may be None when unknown.
+Progress = Callable[[str, int, "int | None"], None]
+Log = Callable[[str], None]
+
+TRACK_SUFFIXES = {".npz"}
+RENDER_BATCH = 8  # frames rendered per torch call: amortizes Python overhead, bounded memory
+
+
+@dataclass
+class Driver:
+    """A driver ready to animate any number of portraits: its landmark track and, for a video,
+    where its frames and audio come from."""
+
+    path: Path
+    track: LandmarkTrack
+    video: VideoInfo | None  # None when the driver is a saved landmark track
+
+    @property
+    def has_audio(self) -> bool:
+        return bool(self.video and self.video.has_audio)
+
+
+@dataclass
+class AnimateResult:
+    """What one `animate` produced; `to_json()` is what `--json` prints."""
+
+    source: str
+    driver: str
+    output: str
+    frames: int
+    fps: float
+    width: int
+    height: int
+    audio: bool
+    driver_frames_without_face: int
+    landmarks: str
+    model: str
+    seconds: float
+    status: str = "ok"
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class BatchItem:
+    """One portrait of a batch: its result, or why it failed, or that it was skipped."""
+
+    source: str
+    output: str
+    status: str  # "ok", "failed", "skipped"
+    error: str | None = None
+    result: AnimateResult | None = None
+
+    def to_json(self) -> dict:
+        data = {"source": self.source, "output": self.output, "status": self.status}
+        if self.error:
+            data["error"] = self.error
+        if self.result:
+            data.update({k: v for k, v in self.result.to_json().items() if k not in data})
+        return data
+
+
+@dataclass
+class Session:
+    """Things that are costly to build and shared by every animation of a run."""
+
+    config: AnimateConfig = field(default_factory=AnimateConfig)
+    log: Log | None = None
+    _detector: LandmarkDetector | None = None
+
+    @property
+    def detector(self) -> LandmarkDetector:
+        if self._detector is None:
+            self._detector = make_detector(
+                self.config.track.backend, device=self.config.device, log=self.log
+            )
+        return self._detector
+
+
+def default_output(source: str | Path, driver: str | Path) -> Path:
+    """`SOURCE-stem_DRIVER-stem.mp4` in the current working directory."""
+    return Path.cwd() / f"{Path(source).stem}_{Path(driver).stem}.mp4"
+
+
+def load_driver(
+    driver: str | Path,
+    config: AnimateConfig | None = None,
+    *,
+    session: Session | None = None,
+    progress: Progress | None = None,
+) -> Driver:
+    """Track the landmarks of a driving video once (or load a saved `.npz` track)."""
+    session = session or Session(config or AnimateConfig())
+    path = _existing_file(driver, "driver")
+    if path.suffix.lower() in TRACK_SUFFIXES:
+        return Driver(path, load_track(path), None)
+    info = probe_video(path)
+    frames = iter_frames(path, info=info)
+    on_frame = (lambda i: progress("track", i + 1, info.num_frames)) if progress else None
+    try:
+        track = track_frames(
+            frames,
+            session.detector,
+            fps=info.fps,
+            size=(info.width, info.height),
+            config=session.config.track,
+            on_frame=on_frame,
+        )
+    finally:
+        frames.close()
+    return Driver(path, track, info)
+
+
+def animate(
+    source: str | Path,
+    driver: str | Path | Driver,
+    output: str | Path | None = None,
+    *,
+    config: AnimateConfig | None = None,
+    session: Session | None = None,
+    progress: Progress | None = None,
+) -> AnimateResult:
+    """Animate the portrait `source` with the expressions and head motion of `driver`.
+
+    `driver` is a video, a saved landmark track (`.npz`), or a `Driver` from `load_driver`
+    (reuse it to animate many portraits with one driver). `output` is an MP4 path, or "-" for
+    a fragmented MP4 on stdout; by default `SOURCE-stem_DRIVER-stem.mp4` in the working
+    directory. The output has the portrait's full size (rounded to even), the driver's frame
+    rate (or `config.fps`), and the driver's audio unless `config.audio` is False.
+    """
+    started = time.perf_counter()
+    session = session or Session(config or AnimateConfig())
+    config = session.config
+    source_path = _existing_file(source, "source")
+    driver_path = driver.path if isinstance(driver, Driver) else _existing_file(driver, "driver")
+    out = _output_path(output, source_path, driver_path)
+
+    image = load_image(source_path)
+    face = detect_face(image, session.detector, face_index=config.face_index, log=session.log)
+    if not isinstance(driver, Driver):
+        driver = load_driver(driver_path, session=session, progress=progress)
+    motion = retarget(face, driver.track, config.motion)
+
+    fps = config.fps or driver.track.fps
+    frame_indices = _resample_indices(driver.track.num_frames, driver.track.fps, fps)
+    renderer = FaceRenderer(image, face, config.render, device=_torch_device(config.device))
+    audio_from = driver.path if (config.audio and driver.has_audio) else None
+
+    height, width = image.shape[:2]
+    preview = config.render.preview
+    if preview:
+        height, width = make_preview(image, image, image).shape[:2]
+    with VideoWriter(out, width, height, fps, audio_from=audio_from) as writer:
+        driver_frames = _driver_frames(driver, frame_indices) if preview else None
+        for start in range(0, len(frame_indices), RENDER_BATCH):
+            chunk = frame_indices[start : start + RENDER_BATCH]
+            frames = renderer.render_batch(motion.points[chunk], motion.pupils[chunk])
+            for frame in frames:
+                if driver_frames is not None:
+                    frame = make_preview(image, next(driver_frames), frame)
+                writer.write(frame)
+            if progress:
+                progress("render", start + len(chunk), len(frame_indices))
+        if driver_frames is not None:
+            driver_frames.close()
+
+    return AnimateResult(
+        source=str(source_path),
+        driver=str(driver_path),
+        output=str(out),
+        frames=len(frame_indices),
+        fps=float(fps),
+        width=width + width % 2,
+        height=height + height % 2,
+        audio=audio_from is not None,
+        driver_frames_without_face=driver.track.num_missing,
+        landmarks=driver.track.backend,
+        model="none",
+        seconds=round(time.perf_counter() - started, 3),
+    )
+
+
+def animate_batch(
+    driver: str | Path,
+    sources: Iterable[str | Path],
+    out_dir: str | Path,
+    *,
+    config: AnimateConfig | None = None,
+    shard: tuple[int, int] = (0, 1),
+    overwrite: bool = False,
+    workers: int = 1,
+    log: Log | None = None,
+    progress: Progress | None = None,
+    on_item: Callable[[BatchItem], None] | None = None,
+) -> list[BatchItem]:
+    """Animate many portraits with one driver, whose landmarks are tracked once.
+
+    A portrait that cannot be animated (unreadable, no face, ...) is reported as "failed" and
+    the rest go on. Outputs that already exist are "skipped" unless `overwrite`, so rerunning
+    an interrupted batch finishes only what is left. `shard=(k, n)` takes every n-th source
+    starting at k (0 <= k < n) of the sorted list, so n machines can share a collection.
+    """
+    config = config or AnimateConfig()
+    index, count = shard
+    if not 0 <= index < count:
+        raise InputError(f"--shard {index}/{count}: K must be in 0..N-1")
+    out_dir = Path(out_dir)
+    _ensure_writable_dir(out_dir)
+    ordered = sorted(dict.fromkeys(str(s) for s in sources))[index::count]
+    plan = list(zip(ordered, _batch_outputs(ordered, driver, out_dir)))
+
+    items: list[BatchItem] = []
+    todo = []
+    for src, out in plan:
+        if out.exists() and not overwrite:
+            items.append(BatchItem(src, str(out), "skipped"))
+            if on_item:
+                on_item(items[-1])
+        else:
+            todo.append((src, out))
+    if not todo:
+        return items
+
+    session = Session(config, log=log)
+    driver_data = load_driver(driver, session=session, progress=progress)
+    quiet_session = Session(config, log=None, _detector=session.detector)
+    if workers > 1:
+        results = _run_parallel(todo, driver_data, config, workers)
+    else:
+        results = (_animate_item(src, driver_data, out, quiet_session) for src, out in todo)
+    for done, item in enumerate(results, 1):
+        items.append(item)
+        if on_item:
+            on_item(item)
+        if progress:
+            progress("batch", done, len(todo))
+    return items
+
+
+def _animate_item(source: str, driver: Driver, out: Path, session: Session) -> BatchItem:
+    try:
+        result = animate(source, driver, out, session=session)
+    except TalkanimError as error:
+        return BatchItem(source, str(out), "failed", error=str(error))
+    return BatchItem(source, str(out), "ok", result=result)
+
+
+def _run_parallel(todo, driver: Driver, config: AnimateConfig, workers: int) -> Iterator[BatchItem]:
+    """Spread portraits over processes; each one builds its own detector once."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    context = mp.get_context("spawn")  # torch and dlib are not fork-safe once used
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                             initargs=(config, threads)) as pool:
+        futures = [pool.submit(_worker_animate, src, driver, out) for src, out in todo]
+        for future in futures:
+            yield future.result()
+
+
+_WORKER: dict = {}  # per-process state of a batch worker (lives only in worker processes)
+
+
+def _init_worker(config: AnimateConfig, threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    _WORKER["session"] = Session(config)
+
+
+def _worker_animate(source: str, driver: Driver, out: Path) -> BatchItem:
+    return _animate_item(source, driver, out, _WORKER["session"])
+
+
+def _batch_outputs(sources: list[str], driver: str | Path, out_dir: Path) -> list[Path]:
+    """`stem_driverstem.mp4` per source; sources sharing a stem keep their extension too."""
+    stems = [Path(s).stem for s in sources]
+    names = []
+    for src, stem in zip(sources, stems):
+        if stems.count(stem) > 1:
+            stem = f"{stem}-{Path(src).suffix.lstrip('.')}"
+        names.append(out_dir / f"{stem}_{Path(driver).stem}.mp4")
+    return names
+
+
+def _driver_frames(driver: Driver, indices: np.ndarray) -> Iterator[np.ndarray]:
+    """Driver frames at `indices` (ascending) for the preview, streamed."""
+    if driver.video is None:
+        width, height = driver.track.size
+        for i in indices:
+            yield _draw_points(np.zeros((height, width, 3), np.uint8), driver.track.points[i])
+        return
+    wanted = iter(indices.tolist())
+    target = next(wanted, None)
+    last = None
+    frames = iter_frames(driver.path, info=driver.video)
+    try:
+        for i, frame in enumerate(frames):
+            last = frame
+            while target is not None and target == i:
+                yield frame
+                target = next(wanted, None)
+            if target is None:
+                return
+        while target is not None and last is not None:  # the decoder gave fewer frames
+            yield last
+            target = next(wanted, None)
+    finally:
+        frames.close()
+
+
+def _draw_points(canvas: np.ndarray, points: np.ndarray) -> np.ndarray:
+    import cv2
+
+    for x, y in points.astype(int):
+        cv2.circle(canvas, (int(x), int(y)), 2, (255, 255, 255), -1)
+    return canvas
+
+
+def _resample_indices(num_frames: int, fps_in: float, fps_out: float) -> np.ndarray:
+    """Which driver frame each output frame shows, when the output frame rate differs."""
+    if abs(fps_in - fps_out) < 1e-6:
+        return np.arange(num_frames)
+    count = max(1, int(round(num_frames * fps_out / fps_in)))
+    return np.minimum(np.round(np.arange(count) * fps_in / fps_out).astype(int), num_frames - 1)
+
+
+def _existing_file(path: str | Path, role: str) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{role} not found: {path}")
+    if not path.is_file():
+        raise InputError(f"{role} is not a file: {path}")
+    return path.resolve()
+
+
+def _output_path(output: str | Path | None, source: Path, driver: Path) -> Path | str:
+    if output == "-":
+        return "-"
+    out = Path(output) if output is not None else default_output(source, driver)
+    if out.suffix.lower() != ".mp4":
+        raise OutputError(f"output must be an .mp4 file: {out}")
+    if out.exists() and out.resolve() in (source, driver):
+        raise OutputError(f"output would overwrite an input: {out}")
+    _ensure_writable_dir(out.parent if str(out.parent) else Path("."))
+    return out
+
+
+def _ensure_writable_dir(folder: Path) -> None:
+    folder = folder if str(folder) else Path(".")
+    if not folder.exists():
+        try:
+            folder.mkdir(parents=True)
+        except OSError as error:
+            raise OutputError(f"cannot create output folder {folder}: {error.strerror}") from None
+    if not folder.is_dir():
+        raise OutputError(f"output folder is not a folder: {folder}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"output folder is not writable: {folder}")
+
+
+def _torch_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda: no CUDA GPU is available here")
+    return name
+
+
+__all__ = [
+    "AnimateConfig",
+    "AnimateResult",
+    "BatchItem",
+    "Driver",
+    "Face",
+    "MotionTrack",
+    "Session",
+    "animate",
+    "animate_batch",
+    "default_output",
+    "load_driver",
+]

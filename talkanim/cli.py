@@ -1,0 +1,334 @@
+"""The `talkanim` command line: a thin Typer layer over `talkanim.api`.
+
+Results go to stdout (`--json` for machines); logs, progress bars and errors go to stderr.
+Exit codes: 0 ok, 1 some items of a batch failed, 2 bad input or usage, 3 no face, 4 output
+cannot be written, 5 bad weights, 6 backend unavailable, 70 internal error, 130 interrupted
+(Ctrl-C), 143 terminated (SIGTERM).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+
+from talkanim.config import AnimateConfig, MotionConfig, RenderConfig, TrackConfig
+from talkanim.errors import InputError, TalkanimError
+
+app = typer.Typer(
+    name="talkanim",
+    help="Make a still portrait talk and move like the person in a driving video.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_INTERNAL = 70
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+STAGE_LABELS = {"track": "tracking driver", "render": "rendering", "batch": "portraits"}
+
+
+class Terminated(BaseException):
+    """Raised in the main thread on SIGTERM so that cleanup runs as for Ctrl-C."""
+
+
+# -- options shared by several commands ---------------------------------------------------
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or log lines.")]
+Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks of unexpected errors.")]
+Json = Annotated[bool, typer.Option("--json", help="Print results as JSON lines on stdout.")]
+Landmarks = Annotated[
+    str, typer.Option("--landmarks", help="Landmark backend: auto (FAN if its weights are present, else dlib), fan, dlib.")
+]
+Motion = Annotated[
+    str, typer.Option("--motion", help="relative: the driver's motion on the portrait's own face; absolute: the driver's landmarks as they are.")
+]
+Size = Annotated[int, typer.Option("--size", min=64, max=1024, help="Working resolution of the face crop.")]
+FaceIndex = Annotated[
+    Optional[int], typer.Option("--face-index", min=0, help="Which face of the portrait, by size (0 = largest).")
+]
+Device = Annotated[str, typer.Option("--device", help="auto (CUDA when available), cpu or cuda.")]
+
+
+def main() -> None:
+    """Entry point of the `talkanim` console script."""
+    app()
+
+
+@app.command()
+def animate(
+    source: Annotated[Path, typer.Argument(help="The portrait: a photo or a painting.", show_default=False)],
+    driver: Annotated[Path, typer.Argument(help="The driving video, or a landmark track (.npz).", show_default=False)],
+    output: Annotated[
+        Optional[str], typer.Option("--output", "-o", help="Output MP4, or - for stdout. [default: SOURCE_DRIVER.mp4]")
+    ] = None,
+    landmarks: Landmarks = "auto",
+    motion: Motion = "relative",
+    driver_ref: Annotated[int, typer.Option("--driver-ref", min=0, help="The driver's neutral frame.")] = 0,
+    head_motion: Annotated[bool, typer.Option("--head-motion/--no-head-motion", help="Carry the driver's head motion.")] = True,
+    size: Size = 256,
+    face_index: FaceIndex = None,
+    fps: Annotated[Optional[float], typer.Option("--fps", min=1.0, help="Output frame rate. [default: the driver's]")] = None,
+    audio: Annotated[bool, typer.Option("--audio/--no-audio", help="Copy the driver's audio.")] = True,
+    preview: Annotated[bool, typer.Option("--preview", help="Show source | driver | result side by side.")] = False,
+    device: Device = "auto",
+    json_out: Json = False,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Animate SOURCE with the expressions and head motion of DRIVER.
+
+    Example: talkanim animate mona_lisa.jpg driver.mp4 -o mona.mp4
+    """
+    from talkanim import api
+
+    if json_out and output == "-":
+        _usage_error("--json and -o - both want stdout; choose one")
+    config = _animate_config(landmarks, motion, driver_ref, head_motion, size, face_index, fps, audio, preview, device)
+    with _command(quiet, debug) as ui:
+        session = api.Session(config, log=ui.log)
+        result = api.animate(source, driver, output, session=session, progress=ui.progress)
+        ui.finish()
+        if json_out:
+            _print_json(result.to_json())
+        elif output != "-":
+            ui.log(
+                f"wrote {result.output}: {result.frames} frames, {result.width}x{result.height}, "
+                f"{result.fps:g} fps, {'with' if result.audio else 'no'} audio, {result.seconds:.1f} s"
+            )
+            if result.driver_frames_without_face:
+                ui.log(f"{result.driver_frames_without_face} driver frames had no face and were held")
+
+
+@app.command()
+def batch(
+    driver: Annotated[Path, typer.Argument(help="The driving video (or .npz track) for every portrait.", show_default=False)],
+    sources: Annotated[str, typer.Argument(help="A folder of portraits, or - to read paths from stdin (one per line).", show_default=False)],
+    out_dir: Annotated[Path, typer.Option("--output", "-o", help="Folder for the MP4s.")],
+    workers: Annotated[int, typer.Option("--workers", "-j", min=1, help="Portraits rendered in parallel processes.")] = 1,
+    shard: Annotated[str, typer.Option("--shard", help="K/N: take every N-th portrait starting at K (0 <= K < N).")] = "0/1",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo outputs that already exist.")] = False,
+    landmarks: Landmarks = "auto",
+    motion: Motion = "relative",
+    size: Size = 256,
+    audio: Annotated[bool, typer.Option("--audio/--no-audio", help="Copy the driver's audio.")] = True,
+    device: Device = "auto",
+    json_out: Json = False,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Animate every portrait of a folder (or of stdin) with one driver.
+
+    Exit code 0 when all succeeded, 1 when some failed (the others are still rendered).
+    Example: find paintings -name '*.jpg' | talkanim batch driver.mp4 - -o out/ --json
+    """
+    from talkanim import api
+    from talkanim.io import is_image_path
+
+    shard_pair = _parse_shard(shard)
+    config = _animate_config(landmarks, motion, 0, True, size, None, None, audio, False, device)
+    with _command(quiet, debug) as ui:
+        if sources == "-":
+            paths = [line.strip() for line in sys.stdin if line.strip()]
+        else:
+            folder = Path(sources)
+            if not folder.is_dir():
+                raise InputError(f"not a folder: {folder} (use - to read paths from stdin)")
+            paths = [str(p) for p in sorted(folder.iterdir()) if p.is_file() and is_image_path(p)]
+        if not paths:
+            raise InputError("no portraits to animate")
+
+        def report(item: api.BatchItem) -> None:
+            if json_out:
+                _print_json(item.to_json())
+            elif item.status == "failed":
+                ui.log(f"failed: {item.source}: {item.error}")
+
+        items = api.animate_batch(
+            driver, paths, out_dir, config=config, shard=shard_pair, overwrite=overwrite,
+            workers=workers, log=ui.log, progress=ui.progress, on_item=report,
+        )
+        ui.finish()
+        if not json_out:
+            _print_batch_table(items)
+        if any(item.status == "failed" for item in items):
+            raise typer.Exit(1)
+
+
+@app.command("landmarks")
+def landmarks_command(
+    video: Annotated[Path, typer.Argument(help="A video with a face.", show_default=False)],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Track file. [default: VIDEO-stem.npz]")] = None,
+    landmarks: Landmarks = "auto",
+    device: Device = "auto",
+    json_out: Json = False,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Track the 68 face landmarks (and pupils) of VIDEO and save them as a .npz track.
+
+    `talkanim animate portrait.jpg track.npz` then animates without decoding the video.
+    """
+    from talkanim import api
+    from talkanim.io import atomic_output
+    from talkanim.landmarks import save_track
+
+    out = output or Path.cwd() / f"{video.stem}.npz"
+    if out.suffix != ".npz":
+        _usage_error(f"track files end in .npz: {out}")
+    config = AnimateConfig(track=TrackConfig(backend=landmarks), device=device)
+    with _command(quiet, debug) as ui:
+        api._ensure_writable_dir(out.parent)
+        driver = api.load_driver(video, session=api.Session(config, log=ui.log), progress=ui.progress)
+        with atomic_output(out) as tmp:
+            save_track(tmp, driver.track)
+        ui.finish()
+        summary = {
+            "video": str(video), "output": str(out), "frames": driver.track.num_frames,
+            "frames_without_face": driver.track.num_missing, "fps": driver.track.fps,
+            "landmarks": driver.track.backend,
+        }
+        if json_out:
+            _print_json(summary)
+        else:
+            ui.log(f"wrote {out}: {summary['frames']} frames ({summary['frames_without_face']} without a face)")
+
+
+# -- helpers --------------------------------------------------------------------------------
+def _animate_config(landmarks, motion, driver_ref, head_motion, size, face_index, fps, audio, preview, device) -> AnimateConfig:
+    _choice("--landmarks", landmarks, ("auto", "fan", "dlib"))
+    _choice("--motion", motion, ("relative", "absolute"))
+    _choice("--device", device, ("auto", "cpu", "cuda"))
+    return AnimateConfig(
+        track=TrackConfig(backend=landmarks),
+        motion=MotionConfig(mode=motion, driver_ref=driver_ref, head_motion=head_motion),
+        render=RenderConfig(size=size, preview=preview),
+        device=device,
+        face_index=face_index,
+        fps=fps,
+        audio=audio,
+    )
+
+
+def _choice(option: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        _usage_error(f"{option} must be one of {', '.join(allowed)} (got {value!r})")
+
+
+def _parse_shard(text: str) -> tuple[int, int]:
+    try:
+        k, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        _usage_error(f"--shard wants K/N, e.g. 0/4 (got {text!r})")
+    if n < 1 or not 0 <= k < n:
+        _usage_error(f"--shard K/N needs 0 <= K < N (got {text!r})")
+    return k, n
+
+
+def _usage_error(message: str) -> None:
+    _print_error(message)
+    raise typer.Exit(2)
+
+
+def _print_json(data: dict) -> None:
+    sys.stdout.write(json.dumps(data) + "\n")
+    sys.stdout.flush()
+
+
+def _print_batch_table(items) -> None:
+    table = Table(title="talkanim batch")
+    for column in ("source", "status", "output / error"):
+        table.add_column(column)
+    style = {"ok": "green", "failed": "red", "skipped": "yellow"}
+    for item in items:
+        table.add_row(item.source, f"[{style[item.status]}]{item.status}[/]", item.error or item.output)
+    Console().print(table)
+    counts = {s: sum(i.status == s for i in items) for s in ("ok", "failed", "skipped")}
+    Console(stderr=True, soft_wrap=True).print(
+        f"{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped", highlight=False
+    )
+
+
+class _UI:
+    """Log lines and Rich progress bars on stderr (nothing with --quiet)."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.console = Console(stderr=True, soft_wrap=True)
+        self.quiet = quiet
+        self._bars: Progress | None = None
+        self._tasks: dict[str, int] = {}
+
+    def log(self, message: str) -> None:
+        if not self.quiet:
+            self.console.print(message, highlight=False, markup=False)
+
+    def progress(self, stage: str, done: int, total: int | None) -> None:
+        if self.quiet:
+            return
+        if self._bars is None:
+            self._bars = Progress(
+                TextColumn("{task.description:>16}"), BarColumn(), MofNCompleteColumn(),
+                TimeRemainingColumn(), console=self.console, transient=False,
+            )
+            self._bars.start()
+        if stage not in self._tasks:
+            self._tasks[stage] = self._bars.add_task(STAGE_LABELS.get(stage, stage), total=total)
+        self._bars.update(self._tasks[stage], completed=done, total=max(total or 0, done))
+
+    def finish(self) -> None:
+        if self._bars is not None:
+            self._bars.stop()
+            self._bars = None
+
+
+@contextmanager
+def _command(quiet: bool, debug: bool):
+    """Run a command's body: one clear line and an exit code for every failure."""
+    ui = _UI(quiet)
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield ui
+    except TalkanimError as error:
+        ui.finish()
+        _fail(str(error), error.exit_code, debug)
+    except KeyboardInterrupt:
+        ui.finish()
+        _fail("interrupted", EXIT_INTERRUPTED, debug)
+    except Terminated:
+        ui.finish()
+        _fail("terminated", EXIT_TERMINATED, debug)
+    except typer.Exit:
+        ui.finish()
+        raise
+    except Exception as error:  # a bug: keep it to one line unless asked
+        ui.finish()
+        _fail(f"internal error: {type(error).__name__}: {error} (rerun with --debug for details)", EXIT_INTERNAL, debug)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+def _fail(message: str, code: int, debug: bool) -> None:
+    if debug:
+        import traceback
+
+        traceback.print_exc()
+    _print_error(message)
+    raise typer.Exit(code)
+
+
+def _print_error(message: str) -> None:
+    Console(stderr=True, soft_wrap=True).print(Text.assemble(("error: ", "red"), message))
+
