@@ -1,0 +1,82 @@
+"""Typed settings of the trainer: what `talkanim prepare` and `talkanim train` decide.
+
+Plain dataclasses, so the CLI maps flags onto them one to one and tests build them directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+DeviceChoice = Literal["auto", "cpu", "cuda"]
+
+
+@dataclass
+class LossConfig:
+    """Loss weights of the meta-learning and fine-tuning objectives (issue 4, PAPER_NOTES.md).
+
+    Mirrored into the model's `LossWeights` where it has a field of the same name; kept here too
+    so a run's JSON state says exactly what it optimized.
+    """
+
+    l1: float = 1.0  # content: plain L1 on the crop
+    ms_ssim: float = 1.0  # content: 1 - MS-SSIM
+    face_l1: float = 1.0  # content: extra L1 on mouth and eye regions
+    adversarial: float = 1.0  # -D(x_hat)
+    feature_matching: float = 10.0  # L1 between D features on real and fake (paper: 10)
+    matching: float = 80.0  # L_MCH between the embedding and W_i (paper: 80)
+
+
+@dataclass
+class TrainConfig:
+    """One meta-learning run (`talkanim train`)."""
+
+    dataset: Path
+    out_dir: Path
+    preset: str = "tiny"  # model size, see talkanim.model.config.PRESETS
+    mode: str = "hybrid"  # "hybrid" or "paper"
+    shots: int = 8  # T: frames embedded per episode
+    batch_size: int = 4  # episodes per step and per process
+    lr_g: float = 5e-5  # embedder + generator (TTUR: slower than D)
+    lr_d: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    max_steps: int = 1000  # total optimizer steps (a resumed run counts from its start)
+    time_budget_s: float | None = None  # stop cleanly and checkpoint once this much wall time is spent
+    seed: int = 0
+    checkpoint_every: int = 200
+    keep_checkpoints: int = 2  # older complete checkpoints are deleted
+    resume: bool = False
+    device: DeviceChoice = "auto"
+    amp: bool = True  # bf16 autocast, used only on CUDA
+    grad_clip: float | None = 1.0  # max global grad norm per network; None disables
+    ema: bool = False  # keep an exponential moving average of G and export it
+    ema_decay: float = 0.999
+    loss: LossConfig = field(default_factory=LossConfig)
+    log_every: int = 10
+    # The last frames (in time) of every training video are never trained on: they are the
+    # "held frames" the reconstruction metric is measured on.
+    held_frames_per_video: int = 4
+    eval_every: int = 0  # 0: evaluate the held-frame L1 only at the start and the end
+    eval_videos: int = 8  # how many videos the held-frame metric averages over (at most)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["dataset"], out["out_dir"] = str(self.dataset), str(self.out_dir)
+        out["betas"] = list(self.betas)
+        return out
+
+
+@dataclass
+class FinetuneConfig:
+    """Few-shot fine-tuning of a meta-learned model on T shots of a new person."""
+
+    steps: int | None = None  # None: default_finetune_steps(device, T)
+    lr_g: float = 1e-4  # generator + person AdaIN parameters psi'
+    lr_d: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    batch_size: int = 4  # shots per step (sampled with replacement when T is smaller)
+    grad_clip: float | None = 1.0
+    adversarial: bool = True  # False: content loss only (faster, for tiny budgets)
+    seed: int = 0
+    loss: LossConfig = field(default_factory=LossConfig)
