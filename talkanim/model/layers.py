@@ -3,7 +3,10 @@
 - `sn`: spectral normalization (Miyato et al. 2018) on every conv / linear layer.
 - `ResBlockDown`: pre-activation residual block that halves the resolution, optionally with
   instance norm (the generator's encoder). The pooling sits between the two convolutions, so
-  the second runs at half resolution: about half the FLOPs of pooling at the end.
+  the second runs at half resolution: about half the FLOPs of pooling at the end. A network's
+  first block (on the raw picture) instead starts with a lossless space-to-depth (2x2 pixels
+  -> channels), so no convolution runs at full resolution: measured on 2 CPU cores, a 6->16
+  channel 3x3 conv at 128 px cost as much backward as the whole rest of the embedder.
 - `AdaIN`, `ResBlockAdaIN`, `ResBlockUp`: residual blocks whose normalization scale and bias
   come from outside (psi^ = P e^), which is how the identity enters the generator.
 - `SelfAttention`: SAGAN attention with a zero-initialized gate (starts as the identity).
@@ -42,12 +45,15 @@ class ResBlockDown(nn.Module):
         self.preact = preact
         self.norm1 = nn.InstanceNorm2d(cin, affine=True) if norm and preact else nn.Identity()
         self.norm2 = nn.InstanceNorm2d(cout, affine=True) if norm else nn.Identity()
-        self.conv1, self.conv2 = conv3(cin, cout), conv3(cout, cout)
+        self.conv1 = conv3(cin if preact else 4 * cin, cout)
+        self.conv2 = conv3(cout, cout)
         self.skip = conv1(cin, cout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.relu(self.norm1(x)) if self.preact else x
-        h = F.avg_pool2d(self.conv1(h), 2)
+        if self.preact:
+            h = F.avg_pool2d(self.conv1(F.relu(self.norm1(x))), 2)
+        else:
+            h = self.conv1(F.pixel_unshuffle(x, 2))
         h = self.conv2(F.relu(self.norm2(h)))
         return h + self.skip(F.avg_pool2d(x, 2))
 
