@@ -1,0 +1,273 @@
+"""The methods the protocol compares, behind one small pluggable interface.
+
+A `Method` turns T shots of a person (full frames + their landmarks) into an `Animator`, which
+renders full frames (in the shots' picture coordinates) for target landmarks. The protocol
+tells it, per target, which shot is nearest in pose/expression (`nearest`), so baselines and
+models that warp can start from the best shot.
+
+- `copy`: the nearest shot, unchanged (the "do nothing" floor).
+- `warp`: the pipeline's warp-only renderer (piecewise-affine warp + mouth fill) from the nearest shot.
+- `paper` / `hybrid`: the neural model (talkanim.model), when weights are available; otherwise
+  `unavailable_reason()` says why and the protocol reports it instead of crashing.
+
+Register another with `register_method(name, factory)`.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+
+from talkanim.config import RenderConfig
+from talkanim.landmarks.types import Face
+
+
+@dataclass
+class Shot:
+    """One source frame of the person: the full picture and its face."""
+
+    image: np.ndarray  # (H, W, 3) uint8
+    face: Face
+    index: int = -1  # frame index in its clip (-1 for a still portrait)
+
+
+class Animator(Protocol):
+    """A method prepared for one set of shots."""
+
+    note: str  # what was done at preparation (e.g. "fine-tuned 40 steps"), "" if nothing to say
+
+    def generate(self, targets: np.ndarray, pupils: np.ndarray | None, nearest: np.ndarray) -> np.ndarray:
+        """Full frames (B, H, W, 3) uint8 for targets (B, 68, 2) / pupils (B, 2, 2) in picture px;
+        `nearest` (B,) indexes the shot closest to each target."""
+        ...
+
+
+class Method(Protocol):
+    name: str
+
+    def unavailable_reason(self) -> str | None:
+        """None when the method can run, else one line saying why not."""
+        ...
+
+    def prepare(self, shots: list[Shot], *, device: str = "cpu") -> Animator:
+        ...
+
+
+# ------------------------------------------------------------------------------ baselines
+class CopyMethod:
+    """Baseline: show the nearest shot as it is."""
+
+    name = "copy"
+
+    def unavailable_reason(self) -> str | None:
+        return None
+
+    def prepare(self, shots: list[Shot], *, device: str = "cpu") -> Animator:
+        return _CopyAnimator(shots)
+
+
+@dataclass
+class _CopyAnimator:
+    shots: list[Shot]
+    note: str = ""
+
+    def generate(self, targets, pupils, nearest):
+        return np.stack([self.shots[int(k)].image for k in nearest])
+
+
+class _PerShotRenderers:
+    """One FaceRenderer per shot, built on first use (building one costs a triangulation)."""
+
+    def __init__(self, shots: list[Shot], config: RenderConfig, device: str):
+        self.shots, self.config, self.device = shots, config, device
+        self._renderers: dict[int, object] = {}
+
+    def get(self, k: int):
+        if k not in self._renderers:
+            from talkanim.render import FaceRenderer
+
+            shot = self.shots[k]
+            self._renderers[k] = FaceRenderer(shot.image, shot.face, self.config, device=self.device)
+        return self._renderers[k]
+
+    def render(self, targets, pupils, nearest, refine_for: Callable[[int], object] | None = None) -> np.ndarray:
+        """Render each target from its nearest shot, batching targets that share a shot."""
+        targets = np.asarray(targets, np.float32)
+        out: list[np.ndarray | None] = [None] * len(targets)
+        for k in np.unique(nearest):
+            idx = np.flatnonzero(nearest == k)
+            kw = {"refine": refine_for(int(k))} if refine_for else {}
+            frames = self.get(int(k)).render_batch(targets[idx], None if pupils is None else pupils[idx], **kw)
+            for i, f in zip(idx, frames):
+                out[i] = f
+        return np.stack(out)
+
+
+class WarpMethod:
+    """Baseline: the pipeline's warp-only renderer (no network), from the nearest shot."""
+
+    name = "warp"
+
+    def __init__(self, config: RenderConfig | None = None):
+        self.config = config or RenderConfig()
+
+    def unavailable_reason(self) -> str | None:
+        try:
+            import talkanim.render  # noqa: F401
+        except ImportError as err:
+            return f"renderer not importable ({err})"
+        return None
+
+    def prepare(self, shots: list[Shot], *, device: str = "cpu") -> Animator:
+        return _WarpAnimator(_PerShotRenderers(shots, self.config, device))
+
+
+@dataclass
+class _WarpAnimator:
+    renderers: _PerShotRenderers
+    note: str = ""
+
+    def generate(self, targets, pupils, nearest):
+        return self.renderers.render(targets, pupils, np.asarray(nearest))
+
+
+# ------------------------------------------------------------------------------ neural
+def default_weights(mode: str) -> Path | None:
+    """The shipped weights file for `mode` ("paper" or "hybrid"), or None.
+
+    Looked up as package data first (what an installed package has), then in the checkout's
+    `weights/` folder.
+    """
+    names = (f"{mode}.safetensors", f"talkanim-{mode}.safetensors", f"{mode}_model.safetensors")
+    try:
+        pkg = importlib.resources.files("talkanim") / "weights"
+        for name in names:
+            candidate = pkg / name
+            if candidate.is_file():
+                return Path(str(candidate))
+    except (ModuleNotFoundError, FileNotFoundError, NotADirectoryError):
+        pass
+    repo_weights = Path(__file__).resolve().parents[2] / "weights"
+    for name in names:
+        if (repo_weights / name).is_file():
+            return repo_weights / name
+    return None
+
+
+@dataclass
+class ModelMethod:
+    """`paper` or `hybrid`: embed the shots, optionally fine-tune, refine each warped crop.
+
+    weights: a `TalkingHeadModel` safetensors file; None looks for the shipped default.
+    finetune_steps: few-shot fine-tuning budget passed to `talkanim.train.finetune` when that
+    function exists; 0 = feed-forward (embedding only).
+    """
+
+    name: str
+    weights: Path | None = None
+    finetune_steps: int = 0
+    _model: object | None = field(default=None, repr=False)
+    _reason: str | None = field(default=None, repr=False)
+    _checked: bool = field(default=False, repr=False)
+
+    def _path(self) -> Path | None:
+        return Path(self.weights) if self.weights else default_weights(self.name)
+
+    def unavailable_reason(self) -> str | None:
+        if self._checked:
+            return self._reason
+        self._checked = True
+        path = self._path()
+        if path is None:
+            self._reason = f"no weights for '{self.name}' (none shipped in weights/, none given)"
+            return self._reason
+        try:
+            from talkanim.model import TalkingHeadModel
+
+            model = TalkingHeadModel.from_weights(path, discriminator=self.finetune_steps > 0)
+        except Exception as err:  # any failure to load is reported, never fatal for the run
+            self._reason = f"cannot load {path}: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
+            return self._reason
+        mode = getattr(model.config, "mode", self.name)
+        if mode != self.name:
+            self._reason = f"{path} holds a '{mode}' model, not '{self.name}'"
+            return self._reason
+        self._model = model
+        return None
+
+    def prepare(self, shots: list[Shot], *, device: str = "cpu") -> Animator:
+        import copy as _copy
+
+        import torch
+
+        if self.unavailable_reason() is not None:
+            raise RuntimeError(self._reason)
+        # a fresh copy per set of shots: fine-tuning must not leak from one clip to the next
+        model = _copy.deepcopy(self._model).to(device).eval()
+        renderers = _PerShotRenderers(shots, RenderConfig(mouth_fill=False), device)
+        crops, pts, pup = [], [], []
+        for k, shot in enumerate(shots):
+            r = renderers.get(k)
+            crops.append(torch.from_numpy(r.source_crop).permute(2, 0, 1).float() / 255.0)
+            pts.append(torch.from_numpy(r.source_points_crop))
+            pup.append(torch.from_numpy(r.source_pupils_crop))
+        images, points, pupils = torch.stack(crops), torch.stack(pts), torch.stack(pup)
+        note = "feed-forward (no fine-tuning)"
+        with torch.no_grad():
+            psi = model.generator.project(model.embed(images, points, pupils))
+        if self.finetune_steps > 0:
+            try:
+                from talkanim.train import finetune  # being written; optional
+            except ImportError:
+                note = "feed-forward (talkanim.train.finetune not available yet)"
+            else:
+                result = finetune(model, images, points, pupils, steps=self.finetune_steps)
+                # finetune may return psi, (model, psi) or nothing (in-place); accept each
+                if isinstance(result, torch.Tensor):
+                    psi = result
+                elif isinstance(result, tuple) and result and isinstance(result[-1], torch.Tensor):
+                    psi = result[-1]
+                note = f"fine-tuned {self.finetune_steps} steps"
+        refine = model.refiner(psi.detach())
+        return _ModelAnimator(renderers, refine, note)
+
+
+@dataclass
+class _ModelAnimator:
+    renderers: _PerShotRenderers
+    refine: Callable
+    note: str = ""
+
+    def generate(self, targets, pupils, nearest):
+        return self.renderers.render(targets, pupils, np.asarray(nearest), refine_for=lambda k: self.refine)
+
+
+# ------------------------------------------------------------------------------ registry
+MethodFactory = Callable[..., Method]
+_REGISTRY: dict[str, MethodFactory] = {
+    "copy": lambda **kw: CopyMethod(),
+    "warp": lambda **kw: WarpMethod(),
+    "paper": lambda **kw: ModelMethod("paper", kw.get("weights", {}).get("paper"), kw.get("finetune_steps", 0)),
+    "hybrid": lambda **kw: ModelMethod("hybrid", kw.get("weights", {}).get("hybrid"), kw.get("finetune_steps", 0)),
+}
+
+
+def register_method(name: str, factory: MethodFactory) -> None:
+    """Add (or replace) a method; `factory(**options)` returns a `Method`."""
+    _REGISTRY[name] = factory
+
+
+def available_methods() -> list[str]:
+    """Names of every registered method."""
+    return list(_REGISTRY)
+
+
+def make_method(name: str, **options) -> Method:
+    """Build a registered method; unknown names raise ValueError listing the known ones."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown method {name!r}: choose from {', '.join(_REGISTRY)}")
+    return _REGISTRY[name](**options)

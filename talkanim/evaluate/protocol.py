@@ -1,0 +1,352 @@
+"""The reenactment protocol of DESIGN.md ("Quality protocol").
+
+Self-reenactment, per clip: T shots spread over the first part of the clip, the rest of the
+clip (every `every`-th frame, at most `max_frames`) is the driver; every method renders each
+driver frame from the shots and the driver frame's own landmarks (same person, same camera:
+the paper's absolute motion, so the true landmarks are the target), and is scored against the
+real frame on the face crop at 256 px (box from the REAL frame's landmarks, same box for both).
+The driver frames are the same for every T, so numbers compare across T.
+
+Cross-reenactment, per portrait x clip: the portrait is driven by the clip (relative motion,
+the pipeline's default); scored by CSIM to the portrait and by the Pearson correlation of
+mouth / eye opening measured on the output with the driver's.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from talkanim.config import MotionConfig, TrackConfig
+from talkanim.errors import TalkanimError
+from talkanim.evaluate import metrics as M
+from talkanim.evaluate.identity import FaceAnalyzer, get_analyzer
+from talkanim.evaluate.methods import Animator, Method, Shot, make_method
+from talkanim.landmarks.measures import eye_opening, mouth_opening
+from talkanim.landmarks.types import Face, LandmarkTrack
+from talkanim.render.crop import CropBox, crop_image, face_crop_box
+
+Progress = Callable[[str, int, "int | None"], None]
+Log = Callable[[str], None]
+
+CROP_SIZE = 256
+CROP_SCALE = 1.6  # face crop side / landmarks' bounding box: face plus some hair and background
+SHOT_FRACTION = 1 / 3  # shots come from the first third of a clip
+MIN_DRIVER_FRAMES = 4
+RENDER_BATCH = 8
+SELF_METRICS = ("l1", "psnr", "ssim", "csim", "akd", "l1_mouth", "ssim_mouth", "l1_eyes", "ssim_eyes")
+CROSS_METRICS = ("csim_source", "mouth_r", "eye_r")
+
+
+@dataclass
+class ClipPlan:
+    """Which frames of a clip are shots (per T) and which are driver frames."""
+
+    num_frames: int
+    driver_start: int
+    shots: dict[int, list[int]]
+    driver: list[int]
+
+
+def plan_clip(num_frames: int, shots: list[int], *, every: int = 1, max_frames: int | None = None) -> ClipPlan:
+    """Split a clip: shots spread evenly over [0, driver_start), driver = the rest.
+
+    driver_start = max(ceil(num_frames / 3), max(shots)) so the largest T still gets distinct
+    frames and every T is scored on the same driver frames. Raises ValueError when fewer than
+    MIN_DRIVER_FRAMES driver frames remain.
+    """
+    if num_frames <= 0:
+        raise ValueError("the clip has no frames")
+    start = max(math.ceil(num_frames * SHOT_FRACTION), max(shots))
+    driver = list(range(start, num_frames, max(1, int(every))))
+    if max_frames:
+        driver = driver[: int(max_frames)]
+    if len(driver) < MIN_DRIVER_FRAMES:
+        raise ValueError(f"clip too short: {num_frames} frames leave {len(driver)} driver frames after "
+                         f"{start} shot frames (need {MIN_DRIVER_FRAMES})")
+    plan = {t: sorted(set(np.linspace(0, start - 1, t).round().astype(int).tolist())) if t > 1 else [0]
+            for t in shots}
+    return ClipPlan(num_frames, start, plan, driver)
+
+
+def normalize_shape(points: np.ndarray) -> np.ndarray:
+    """Landmarks (..., 68, 2) with translation and scale removed (rotation kept: it is pose)."""
+    p = np.asarray(points, np.float64)
+    c = p - p.mean(axis=-2, keepdims=True)
+    scale = np.sqrt((c**2).sum(axis=(-2, -1), keepdims=True) / p.shape[-2])
+    return c / np.maximum(scale, 1e-9)
+
+
+def nearest_shots(shot_points: np.ndarray, target_points: np.ndarray) -> np.ndarray:
+    """Index (N,) of the shot whose normalized landmarks are closest to each target's."""
+    s = normalize_shape(shot_points).reshape(len(shot_points), -1)
+    t = normalize_shape(target_points).reshape(len(target_points), -1)
+    d = ((t[:, None, :] - s[None, :, :]) ** 2).sum(-1)
+    return d.argmin(axis=1)
+
+
+def csim_subset(n: int, k: int) -> list[int]:
+    """k evenly spread positions out of n (all when k <= 0 or k >= n): where CSIM is measured."""
+    if k <= 0 or k >= n:
+        return list(range(n))
+    return sorted(set(np.linspace(0, n - 1, k).round().astype(int).tolist()))
+
+
+# ------------------------------------------------------------------------------ clips
+@dataclass
+class Clip:
+    """A tracked clip with the frames the protocol needs kept in memory (the rest streamed past)."""
+
+    path: Path
+    fps: float
+    size: tuple[int, int]
+    track: LandmarkTrack  # frames 0 .. last needed
+    frames: dict[int, np.ndarray]
+
+
+def load_clip(path: Path, keep: set[int], detector, last: int | None = None,
+              progress: Progress | None = None) -> Clip:
+    """Decode `path` up to frame `last`, tracking landmarks on every frame (no smoothing: the
+    per-frame truth), and keep the images of the frames in `keep`."""
+    from talkanim.io import iter_frames, probe_video
+    from talkanim.landmarks import track_frames
+
+    info = probe_video(path)
+    last = info.num_frames - 1 if last is None else last
+    kept: dict[int, np.ndarray] = {}
+
+    def frames():
+        it = iter_frames(path, info=info)
+        try:
+            for i, frame in enumerate(it):
+                if i in keep:
+                    kept[i] = np.asarray(frame)
+                yield frame
+                if i >= last:
+                    break
+        finally:
+            close = getattr(it, "close", None)
+            if close:
+                close()
+
+    on_frame = (lambda i: progress("track", i + 1, last + 1)) if progress else None
+    track = track_frames(frames(), detector, fps=info.fps, size=(info.width, info.height),
+                         config=TrackConfig(backend="dlib", smooth=False), on_frame=on_frame)
+    return Clip(Path(path), float(info.fps), (info.width, info.height), track, kept)
+
+
+def _face_at(clip: Clip, i: int) -> Face:
+    pts = clip.track.points[i]
+    lo, hi = pts.min(0), pts.max(0)
+    return Face(points=pts.astype(np.float32), box=(float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])),
+                pupils=clip.track.pupils[i].astype(np.float32))
+
+
+# ------------------------------------------------------------------------------ scoring
+@dataclass
+class _RealFrame:
+    """Everything about a real driver frame that every method is compared with (cached)."""
+
+    box: CropBox
+    crop: np.ndarray
+    points_crop: np.ndarray  # tracker landmarks in crop px (masks)
+    face_box: tuple[float, float, float, float]  # analyzer's face box in the crop
+    analyzer_points: np.ndarray  # analyzer landmarks on the real crop (AKD reference)
+    descriptor: np.ndarray | None = None
+
+
+def _real_frame(analyzer: FaceAnalyzer, image: np.ndarray, points: np.ndarray) -> _RealFrame:
+    box = face_crop_box(points, CROP_SCALE)
+    crop = crop_image(image, box, CROP_SIZE)
+    pts = box.to_crop(points, CROP_SIZE)
+    face_box = analyzer.detect_box(crop) or FaceAnalyzer.box_from_points(pts)
+    return _RealFrame(box, crop, pts, face_box, analyzer.landmarks(crop, face_box))
+
+
+def score_frame(analyzer: FaceAnalyzer, generated_crop: np.ndarray, real: _RealFrame, with_csim: bool) -> dict[str, float]:
+    """All self-reenactment metrics of one generated crop against its real frame."""
+    out = M.crop_metrics(generated_crop, real.crop, real.points_crop)
+    gen_pts = analyzer.landmarks(generated_crop, real.face_box)
+    out["akd"] = M.keypoint_distance(gen_pts, real.analyzer_points)
+    if with_csim:
+        if real.descriptor is None:
+            real.descriptor = analyzer.descriptor(real.crop, real.face_box)
+        out["csim"] = M.cosine(analyzer.descriptor(generated_crop, real.face_box), real.descriptor)
+    return out
+
+
+def _mean_metrics(rows: list[dict[str, float]], names) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for name in names:
+        vals = [r[name] for r in rows if name in r and r[name] is not None and np.isfinite(r[name])]
+        out[name] = float(np.mean(vals)) if vals else None
+    return out
+
+
+def _render(animator: Animator, targets: np.ndarray, pupils: np.ndarray | None, nearest: np.ndarray):
+    """Yield (position, frame) rendering in batches (bounded memory)."""
+    for s in range(0, len(targets), RENDER_BATCH):
+        sl = slice(s, s + RENDER_BATCH)
+        frames = animator.generate(targets[sl], None if pupils is None else pupils[sl], nearest[sl])
+        for j, frame in enumerate(frames):
+            yield s + j, frame
+
+
+@dataclass
+class SelfResult:
+    """Self-reenactment of one clip: means per T per method, plus grid crops for the report."""
+
+    clip: str
+    plan: ClipPlan | None
+    results: dict[int, dict[str, dict]] = field(default_factory=dict)
+    grid: dict[int, dict[str, list[np.ndarray]]] = field(default_factory=dict)  # T -> column -> crops
+    grid_frames: list[int] = field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+
+
+def self_reenact(clip: Clip, plan: ClipPlan, methods: dict[str, Method], *, device: str = "cpu",
+                 csim_frames: int = 8, grid_rows: int = 4, analyzer: FaceAnalyzer | None = None,
+                 progress: Progress | None = None, log: Log | None = None) -> SelfResult:
+    """Score every available method at every T of `plan` on one clip."""
+    started = time.perf_counter()
+    analyzer = analyzer or get_analyzer()
+    res = SelfResult(str(clip.path), plan)
+    drv = plan.driver
+    targets = clip.track.points[drv].astype(np.float32)
+    pupils = clip.track.pupils[drv].astype(np.float32)
+    reals = [_real_frame(analyzer, clip.frames[i], clip.track.points[i]) for i in drv]
+    csim_at = set(csim_subset(len(drv), csim_frames))
+    grid_at = csim_subset(len(drv), grid_rows)
+    res.grid_frames = [drv[k] for k in grid_at]
+    total = len(plan.shots) * sum(1 for m in methods.values() if m.unavailable_reason() is None) * len(drv)
+    done = 0
+    for t, shot_idx in plan.shots.items():
+        shots = [Shot(clip.frames[i], _face_at(clip, i), i) for i in shot_idx]
+        nearest = nearest_shots(clip.track.points[shot_idx], targets)
+        grid = {"source": [crop_image(shots[0].image, reals[k].box, CROP_SIZE) for k in grid_at],
+                "real": [reals[k].crop for k in grid_at]}
+        res.results[t] = {}
+        for name, method in methods.items():
+            reason = method.unavailable_reason()
+            if reason is not None:
+                res.results[t][name] = {"available": False, "reason": reason}
+                continue
+            t0 = time.perf_counter()
+            animator = method.prepare(shots, device=device)
+            rows: list[dict[str, float]] = []
+            crops: dict[int, np.ndarray] = {}
+            for k, frame in _render(animator, targets, pupils, nearest):
+                gen = crop_image(frame, reals[k].box, CROP_SIZE)
+                rows.append(score_frame(analyzer, gen, reals[k], k in csim_at))
+                if k in grid_at:
+                    crops[k] = gen
+                done += 1
+                if progress:
+                    progress("self", done, total)
+            entry: dict = {"available": True, **_mean_metrics(rows, SELF_METRICS),
+                           "frames": len(rows), "csim_frames": len(csim_at), "shots_used": len(shots),
+                           "seconds": round(time.perf_counter() - t0, 2)}
+            if animator.note:
+                entry["note"] = animator.note
+            res.results[t][name] = entry
+            grid[name] = [crops[k] for k in grid_at]
+            if log:
+                log(f"{clip.path.name} T={t} {name}: SSIM {entry['ssim']:.3f} L1 {entry['l1']:.3f} "
+                    f"CSIM {entry['csim'] if entry['csim'] is not None else float('nan'):.3f} AKD {entry['akd']:.2f}")
+        res.grid[t] = grid
+    res.seconds = time.perf_counter() - started
+    return res
+
+
+@dataclass
+class CrossResult:
+    portrait: str
+    clip: str
+    results: dict[str, dict] = field(default_factory=dict)
+    error: str | None = None
+
+
+def cross_reenact(portrait_path: Path, clip: Clip, frame_indices: list[int], methods: dict[str, Method],
+                  detector, *, device: str = "cpu", csim_frames: int = 8,
+                  analyzer: FaceAnalyzer | None = None) -> CrossResult:
+    """Drive one portrait by a clip's frames (relative motion); CSIM to the portrait, and the
+    correlation of mouth / eye opening on the output with the driver's."""
+    from talkanim.io import load_image
+    from talkanim.landmarks import detect_face
+    from talkanim.motion import retarget
+
+    analyzer = analyzer or get_analyzer()
+    out = CrossResult(str(portrait_path), str(clip.path))
+    image = load_image(portrait_path)
+    face = detect_face(image, detector)
+    tr = clip.track
+    drv = LandmarkTrack(points=tr.points[frame_indices], pupils=tr.pupils[frame_indices],
+                        valid=tr.valid[frame_indices], fps=tr.fps, size=tr.size, backend=tr.backend)
+    motion = retarget(face, drv, MotionConfig(mode="relative"))
+    drv_mouth = mouth_opening(drv.points)
+    drv_eyes = eye_opening(drv.points).mean(axis=-1)
+    src_box = face_crop_box(face.points, CROP_SCALE)
+    src_crop = crop_image(image, src_box, CROP_SIZE)
+    src_face_box = analyzer.detect_box(src_crop) or FaceAnalyzer.box_from_points(src_box.to_crop(face.points, CROP_SIZE))
+    src_desc = analyzer.descriptor(src_crop, src_face_box)
+    csim_at = set(csim_subset(len(frame_indices), csim_frames))
+    nearest = np.zeros(len(frame_indices), int)
+    for name, method in methods.items():
+        reason = method.unavailable_reason()
+        if reason is not None:
+            out.results[name] = {"available": False, "reason": reason}
+            continue
+        animator = method.prepare([Shot(image, face)], device=device)
+        mouth, eyes, csims = [], [], []
+        for k, frame in _render(animator, motion.points, motion.pupils, nearest):
+            # measure where the face is meant to be: the crop of the target landmarks
+            box = face_crop_box(motion.points[k], CROP_SCALE)
+            crop = crop_image(frame, box, CROP_SIZE)
+            fb = analyzer.detect_box(crop) or FaceAnalyzer.box_from_points(box.to_crop(motion.points[k], CROP_SIZE))
+            pts = analyzer.landmarks(crop, fb)
+            mouth.append(mouth_opening(pts))
+            eyes.append(float(eye_opening(pts).mean()))
+            if k in csim_at:
+                csims.append(M.cosine(analyzer.descriptor(crop, fb), src_desc))
+        out.results[name] = {"available": True, "csim_source": float(np.mean(csims)) if csims else None,
+                             "mouth_r": _finite(M.pearson(mouth, drv_mouth)),
+                             "eye_r": _finite(M.pearson(eyes, drv_eyes)),
+                             "frames": len(frame_indices), "csim_frames": len(csims)}
+    return out
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if x is not None and np.isfinite(x) else None
+
+
+def resolve_device(device: str) -> str:
+    """"auto" -> "cuda" when available, else "cpu"."""
+    if device != "auto":
+        return device
+    try:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:  # pragma: no cover
+        return "cpu"
+
+
+def build_methods(names: list[str], **options) -> dict[str, Method]:
+    """Registered methods by name, in the order given (unknown names raise ValueError)."""
+    return {name: make_method(name, **options) for name in names}
+
+
+def _error_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+
+
+__all__ = ["ClipPlan", "Clip", "CrossResult", "SelfResult", "build_methods", "cross_reenact", "csim_subset",
+           "load_clip", "nearest_shots", "normalize_shape", "plan_clip", "resolve_device", "score_frame",
+           "self_reenact", "TalkanimError", "_error_line"]
