@@ -1,0 +1,71 @@
+"""2-D similarity transforms as 3x3 homogeneous matrices (pure numpy).
+
+`fit_similarity` is Umeyama's least-squares fit (rotation, uniform scale, translation, never a
+reflection). Degenerate input (fewer than two distinct points, or NaN) cannot define a rotation
+and scale: it raises `ValueError` rather than returning NaN.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Points that follow the head but barely move when a person talks: the eye corners and the
+# nose (bridge + bottom), plus the jaw's top ends at the temples (0, 16). Measured on real
+# talking clips (see tests/test_motion.py and the report): adding the temples keeps the
+# fit's scale stable under head turns, while any lip or lower-jaw point makes the "head"
+# move with the mouth.
+STABLE_POINTS = np.array([0, 16, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 39, 42, 45], np.int64)
+
+
+def fit_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The similarity (3, 3) that maps `src` (K, 2) onto `dst` (K, 2) in the least-squares sense.
+
+    Raises ValueError when the points are not finite, shapes differ, or `src` has no spread
+    (all points equal: no rotation or scale is defined).
+    """
+    src = np.asarray(src, np.float64)
+    dst = np.asarray(dst, np.float64)
+    if src.shape != dst.shape or src.ndim != 2 or src.shape[1] != 2 or src.shape[0] < 2:
+        raise ValueError(f"need two (K>=2, 2) point sets of the same shape, got {src.shape} and {dst.shape}")
+    if not (np.isfinite(src).all() and np.isfinite(dst).all()):
+        raise ValueError("points must be finite")
+    mu_s, mu_d = src.mean(axis=0), dst.mean(axis=0)
+    s_c, d_c = src - mu_s, dst - mu_d
+    var_s = float((s_c**2).sum()) / len(src)
+    scale_ref = max(float(np.abs(src).max()), float(np.abs(dst).max()), 1.0)
+    if var_s <= (1e-9 * scale_ref) ** 2:
+        raise ValueError("source points are (nearly) all equal: similarity undefined")
+    cov = d_c.T @ s_c / len(src)
+    u, sig, vt = np.linalg.svd(cov)
+    d = np.ones(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        d[1] = -1.0  # no reflection
+    rot = u @ np.diag(d) @ vt
+    scale = float((sig * d).sum() / var_s)
+    out = np.eye(3)
+    out[:2, :2] = scale * rot
+    out[:2, 2] = mu_d - scale * rot @ mu_s
+    return out
+
+
+def apply_transform(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Apply a (3, 3) (or (2, 3)) affine matrix to points (..., 2); keeps float32 input float32."""
+    points = np.asarray(points)
+    m = np.asarray(matrix, np.float64)
+    out = points.astype(np.float64) @ m[:2, :2].T + m[:2, 2]
+    return out.astype(points.dtype if points.dtype in (np.float32, np.float64) else np.float64)
+
+
+def invert(matrix: np.ndarray) -> np.ndarray:
+    """Inverse of a (3, 3) affine matrix."""
+    m = np.asarray(matrix, np.float64)
+    a_inv = np.linalg.inv(m[:2, :2])
+    out = np.eye(3)
+    out[:2, :2] = a_inv
+    out[:2, 2] = -a_inv @ m[:2, 2]
+    return out
+
+
+def similarity_scale(matrix: np.ndarray) -> float:
+    """The uniform scale of a similarity matrix."""
+    return float(np.sqrt(abs(np.linalg.det(np.asarray(matrix)[:2, :2]))))

@@ -1,0 +1,165 @@
+"""Driver landmarks -> target landmarks on the source face (pure numpy).
+
+Relative mode (default, no identity leakage):
+  Q_t   = similarity(driver ref stable points -> driver frame t stable points)   head motion
+  d_t   = Q_t^-1(driver_t) - driver_ref                                          expression, ref frame
+  M     = similarity(driver ref stable points -> source stable points)           driver -> source frame
+  d_src = linear(M) d_t, scaled per region by the source/driver proportions
+  H_t   = M Q_t M^-1                                                             head motion, source frame
+  target_t = H_t(source + d_src)       (head_motion=False: source + d_src)
+Absolute mode (the paper; the driver's face shape leaks): target_t = M(driver_t).
+
+Pupils: the driver's pupil is expressed in its eye's own frame (origin at the eye's corner
+midpoint, x along the corner-to-corner axis, unit = eye width) and placed at the same spot of
+the corresponding target eye.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from talkanim.config import MotionConfig
+from talkanim.errors import InputError
+from talkanim.landmarks.types import Face, LandmarkTrack
+from talkanim.motion.geometry import STABLE_POINTS, apply_transform, fit_similarity, invert
+
+EYE_CORNERS = ((36, 39), (42, 45))
+MOUTH = np.arange(48, 68)
+# Mouth width is measured corner to corner (48-54), its height lip-centre to lip-centre.
+_MOUTH_W = (48, 54)
+
+
+@dataclass
+class MotionTrack:
+    """Target landmarks for every output frame, in SOURCE image coordinates."""
+
+    points: np.ndarray  # (N, 68, 2) float32
+    pupils: np.ndarray  # (N, 2, 2) float32
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.points.shape[0])
+
+
+def _fit_batch(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """fit_similarity for one src (K, 2) onto many dst (N, K, 2), vectorized -> (N, 3, 3)."""
+    src = np.asarray(src, np.float64)
+    dst = np.asarray(dst, np.float64)
+    mu_s = src.mean(axis=0)
+    mu_d = dst.mean(axis=1)  # (N, 2)
+    s_c = src - mu_s
+    d_c = dst - mu_d[:, None]
+    var_s = (s_c**2).sum() / len(src)
+    if var_s <= 1e-12:
+        raise InputError("driver reference landmarks are degenerate (all points equal)")
+    # For 2-D similarity without reflection the closed form is: a = sum(s.d)/|s|^2 on (x,y)
+    # and b = sum(s x d)/|s|^2, matrix [[a,-b],[b,a]] (Umeyama's result for det>0).
+    a = (s_c[None, :, 0] * d_c[..., 0] + s_c[None, :, 1] * d_c[..., 1]).sum(axis=1) / (var_s * len(src))
+    b = (s_c[None, :, 0] * d_c[..., 1] - s_c[None, :, 1] * d_c[..., 0]).sum(axis=1) / (var_s * len(src))
+    out = np.zeros((len(dst), 3, 3))
+    out[:, 0, 0], out[:, 0, 1], out[:, 1, 0], out[:, 1, 1] = a, -b, b, a
+    out[:, :2, 2] = mu_d - np.einsum("nij,j->ni", out[:, :2, :2], mu_s)
+    out[:, 2, 2] = 1.0
+    return out
+
+
+def _mouth_width(points: np.ndarray) -> float:
+    """Corner-to-corner width of the mouth."""
+    return float(np.linalg.norm(points[_MOUTH_W[1]] - points[_MOUTH_W[0]]))
+
+
+def _eye_frames(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per eye: origin (..., 2, 2), x axis (..., 2, 2), width (..., 2) from the corners."""
+    a = points[..., [EYE_CORNERS[0][0], EYE_CORNERS[1][0]], :]
+    b = points[..., [EYE_CORNERS[0][1], EYE_CORNERS[1][1]], :]
+    origin = (a + b) / 2.0
+    axis = b - a
+    width = np.linalg.norm(axis, axis=-1)
+    width = np.maximum(width, 1e-6)
+    return origin, axis / width[..., None], width
+
+
+def _eye_centres(points: np.ndarray) -> np.ndarray:
+    return np.stack([points[..., 36:42, :].mean(axis=-2), points[..., 42:48, :].mean(axis=-2)], axis=-2)
+
+
+def transfer_pupils(driver_points: np.ndarray, driver_pupils: np.ndarray | None,
+                    target_points: np.ndarray) -> np.ndarray:
+    """Place each driver pupil at the same spot of the target's eye (in the eye's own frame).
+
+    Missing or non-finite driver pupils fall back to the target's eye centres.
+    """
+    target_points = np.asarray(target_points, np.float64)
+    if driver_pupils is None:
+        return _eye_centres(target_points).astype(np.float32)
+    driver_points = np.asarray(driver_points, np.float64)
+    pupils = np.asarray(driver_pupils, np.float64)
+    o_d, x_d, w_d = _eye_frames(driver_points)
+    y_d = np.stack([-x_d[..., 1], x_d[..., 0]], axis=-1)
+    rel = pupils - o_d
+    u = (rel * x_d).sum(-1) / w_d
+    v = (rel * y_d).sum(-1) / w_d
+    o_t, x_t, w_t = _eye_frames(target_points)
+    y_t = np.stack([-x_t[..., 1], x_t[..., 0]], axis=-1)
+    out = o_t + (u * w_t)[..., None] * x_t + (v * w_t)[..., None] * y_t
+    bad = ~np.isfinite(out).all(axis=-1)
+    if bad.any():
+        out[bad] = _eye_centres(target_points)[bad]
+    return out.astype(np.float32)
+
+
+def retarget(source: Face, driver: LandmarkTrack, config: MotionConfig | None = None) -> MotionTrack:
+    """Target landmarks (in the source image) for every driver frame.
+
+    `config.driver_ref` must index a frame of the driver (negative counts from the end, like
+    Python); out of range raises InputError. Invalid driver frames were already held by the
+    tracker and are used as they are.
+    """
+    config = config or MotionConfig()
+    pts = np.asarray(driver.points, np.float64)
+    if pts.ndim != 3 or pts.shape[1:] != (68, 2) or len(pts) == 0:
+        raise InputError(f"driver track must hold (N, 68, 2) points, got {pts.shape}")
+    n = len(pts)
+    ref_index = int(config.driver_ref)
+    if not -n <= ref_index < n:
+        raise InputError(f"--driver-ref {ref_index} is out of range: the driver has {n} frames")
+    ref = pts[ref_index]
+    src = np.asarray(source.points, np.float64)
+    if not (np.isfinite(pts).all() and np.isfinite(src).all()):
+        raise InputError("landmarks contain NaN or infinite values")
+
+    try:
+        m = fit_similarity(ref[STABLE_POINTS], src[STABLE_POINTS])
+    except ValueError as err:
+        raise InputError(f"cannot align driver and source faces: {err}") from err
+    m_inv = invert(m)
+
+    if config.mode == "absolute":
+        target = apply_transform(m, pts)
+    elif config.mode == "relative":
+        q = _fit_batch(ref[STABLE_POINTS], pts[:, STABLE_POINTS])  # (N, 3, 3)
+        q_inv = np.linalg.inv(q)
+        normalized = np.einsum("nij,nkj->nki", q_inv[:, :2, :2], pts) + q_inv[:, None, :2, 2]
+        delta = normalized - ref  # (N, 68, 2), driver ref frame
+        lin = m[:2, :2]
+        delta_src = delta @ lin.T  # into source frame, similarity-scaled
+        # Per-region proportions: a source whose mouth is wider relative to its face than the
+        # driver's moves its lips proportionally more (isotropic, from the corner-to-corner
+        # width only: heights depend on whether a mouth happens to be open). Measured in the
+        # source frame after M, so only the shape difference remains; clamped to stay sane.
+        ref_in_src = apply_transform(m, ref)
+        ratio = _mouth_width(src) / max(_mouth_width(ref_in_src), 1e-6)
+        delta_src[:, MOUTH] *= float(np.clip(ratio, 0.8, 1.25))
+        base = src[None] + delta_src
+        if config.head_motion:
+            h = m[None] @ q @ m_inv[None]  # (N, 3, 3)
+            target = np.einsum("nij,nkj->nki", h[:, :2, :2], base) + h[:, None, :2, 2]
+        else:
+            target = base
+    else:
+        raise InputError(f"unknown motion mode {config.mode!r} (relative or absolute)")
+
+    pupils = transfer_pupils(pts, driver.pupils, target)
+    return MotionTrack(points=target.astype(np.float32), pupils=pupils)

@@ -1,0 +1,180 @@
+"""FaceRenderer: warp a portrait's face to target landmarks and paste it back, full resolution.
+
+Per frame: the target landmarks (picture coordinates) go into the fixed face crop at working
+resolution S, a piecewise-affine backward map is built there (see warp.py), then
+  - for models and evaluation, `warp_crop` samples the S x S source crop with it;
+  - for output, the map is upsampled bilinearly to the paste resolution of the crop in the
+    original picture and samples the ORIGINAL picture's pixels, so a 2048 px painting keeps its
+    own texture instead of making a 256 px round trip.
+Corrections computed at S (mouth fill, the `refine` hook) are added as
+`hi_res_warp + upsample(corrected - warped)`, so a network only contributes its correction.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from talkanim.config import RenderConfig
+from talkanim.errors import InputError
+from talkanim.landmarks.types import Face
+from talkanim.motion.retarget import transfer_pupils
+from talkanim.render.crop import CropBox, crop_image, face_crop_box
+from talkanim.render.mouth import MouthFiller
+from talkanim.render.paste import feather_mask, paste_region, region_texture, to_tensor, to_uint8
+from talkanim.render.warp import RING_FRACTION, PiecewiseAffineWarp, extend_points, fixed_anchors, to_normalized
+
+# refine(warped (B,3,S,S) in [0,1], target points (B,68,2) crop px at S, target pupils (B,2,2) crop px)
+RefineFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _eye_centres(points: np.ndarray) -> np.ndarray:
+    return np.stack([points[..., 36:42, :].mean(-2), points[..., 42:48, :].mean(-2)], -2).astype(np.float32)
+
+
+class FaceRenderer:
+    """Renders one source portrait under many target landmark sets."""
+
+    def __init__(self, image: np.ndarray, face: Face, config: RenderConfig | None = None, *,
+                 device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise InputError(f"the portrait must be an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
+        self.config = config or RenderConfig()
+        self.image = image
+        self.face = face
+        self.device = torch.device(device)
+        self.dtype = dtype
+        s = self.size = int(self.config.size)
+        self.crop_box: CropBox = face_crop_box(face.points, self.config.crop_scale)
+        box = self.crop_box
+
+        # --- working resolution: source crop, its vertices, the fixed triangulation
+        self.source_crop = crop_image(image, box, s)
+        self.source_points_crop = box.to_crop(face.points, s)
+        pupils = face.pupils if face.pupils is not None else _eye_centres(face.points)
+        self.source_pupils = np.asarray(pupils, np.float32)
+        self.source_pupils_crop = box.to_crop(self.source_pupils, s)
+        moving = self._moving(self.source_points_crop[None], self.source_pupils_crop[None])[0]
+        centre = np.array([(s - 1) / 2.0, (s - 1) / 2.0], np.float32)
+        anchors = fixed_anchors(s, centre, RING_FRACTION * s / 2.0)
+        self.warp = PiecewiseAffineWarp(moving, anchors, s, device=self.device, dtype=dtype)
+        self._src_s = to_tensor(self.source_crop, self.device, dtype)
+        self.mouth = MouthFiller(self.source_points_crop, self.source_crop) if self.config.mouth_fill else None
+
+        # --- paste resolution in the original picture
+        self.region = paste_region(box, image.shape, self.config.max_paste_side)
+        if self.region is None:
+            raise InputError("the face crop does not overlap the picture")
+        reg = self.region
+        ph, pw = reg.patch_size
+        xs, ys = reg.patch_to_picture((ph, pw))
+        # patch pixel -> S-crop coords -> normalized (align_corners=True) for sampling S maps
+        ux, uy = (xs - box.x0) * s / box.side, (ys - box.y0) * s / box.side
+        gx = np.broadcast_to(ux[None, :], (ph, pw))
+        gy = np.broadcast_to(uy[:, None], (ph, pw))
+        base = np.stack([gx, gy], -1).astype(np.float32)
+        self._patch_grid = to_normalized(torch.from_numpy(base).to(self.device, dtype), s, s)[None]
+        # source S-crop coords -> texture-normalized coords: linear per axis
+        fx, fy = pw / reg.width, ph / reg.height
+        ax = box.side / s * fx * 2.0 / max(pw - 1, 1)
+        bx = ((box.x0 - reg.x0 + 0.5) * fx - 0.5) * 2.0 / max(pw - 1, 1) - 1.0
+        ay = box.side / s * fy * 2.0 / max(ph - 1, 1)
+        by = ((box.y0 - reg.y0 + 0.5) * fy - 0.5) * 2.0 / max(ph - 1, 1) - 1.0
+        self._tex_a = torch.tensor([ax, ay], dtype=dtype, device=self.device)
+        self._tex_b = torch.tensor([bx, by], dtype=dtype, device=self.device)
+        self._texture = to_tensor(region_texture(image, reg), self.device, dtype)
+        self._orig = to_tensor(image[reg.y0:reg.y1, reg.x0:reg.x1], self.device, dtype)
+        # feather mask at full region resolution (fixed)
+        mask_s = torch.from_numpy(feather_mask(s, RING_FRACTION + 0.1)).to(self.device, dtype)[None, None]
+        fxs = np.arange(reg.x0, reg.x1, dtype=np.float32)
+        fys = np.arange(reg.y0, reg.y1, dtype=np.float32)
+        full = np.stack(np.broadcast_arrays(((fxs - box.x0) * s / box.side)[None, :],
+                                            ((fys - box.y0) * s / box.side)[:, None]), -1).astype(np.float32)
+        full_grid = to_normalized(torch.from_numpy(full).to(self.device, dtype), s, s)[None]
+        self._mask = F.grid_sample(mask_s, full_grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _moving(points_crop: np.ndarray, pupils_crop: np.ndarray) -> np.ndarray:
+        """Moving warp vertices: 68 landmarks, virtual forehead points, the two pupils."""
+        return np.concatenate([extend_points(points_crop), pupils_crop], axis=1).astype(np.float32)
+
+    def _targets(self, targets: np.ndarray, pupils: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        targets = np.asarray(targets, np.float32)
+        if targets.ndim == 2:
+            targets = targets[None]
+        if targets.ndim != 3 or targets.shape[1:] != (68, 2):
+            raise InputError(f"target landmarks must be (B, 68, 2), got {targets.shape}")
+        if pupils is None:
+            # the source's own gaze, carried by its eyes
+            pupils = transfer_pupils(self.face.points, self.source_pupils, targets)
+        pupils = np.asarray(pupils, np.float32).reshape(len(targets), 2, 2)
+        s = self.size
+        return self.crop_box.to_crop(targets, s), self.crop_box.to_crop(pupils, s)
+
+    def sample_map(self, targets: np.ndarray, pupils: np.ndarray | None = None) -> torch.Tensor:
+        """Backward map (B, S, S, 2): source crop coordinates (pixels at S) per target pixel."""
+        t_crop, p_crop = self._targets(targets, pupils)
+        return self.warp.sample_map(self._moving(t_crop, p_crop))
+
+    # ------------------------------------------------------------------ public API
+    @torch.inference_mode()
+    def warp_crop(self, target_points_batch: np.ndarray, pupils: np.ndarray | None = None) -> torch.Tensor:
+        """The source crop warped to the targets (picture coords): (B, 3, S, S) float in [0, 1]."""
+        smap = self.sample_map(target_points_batch, pupils)
+        return self._sample_s(smap)
+
+    def _sample_s(self, smap: torch.Tensor) -> torch.Tensor:
+        grid = to_normalized(smap, self.size, self.size)
+        src = self._src_s.expand(grid.shape[0], -1, -1, -1)
+        return F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+    @torch.inference_mode()
+    def render_batch(self, targets: np.ndarray, pupils: np.ndarray | None = None, *,
+                     refine: RefineFn | None = None) -> np.ndarray:
+        """Full frames (B, H, W, 3) uint8: the portrait with the face warped to each target."""
+        t_crop, p_crop = self._targets(targets, pupils)
+        smap = self.warp.sample_map(self._moving(t_crop, p_crop))  # (B, S, S, 2)
+        b = smap.shape[0]
+        delta = None
+        if self.mouth is not None or refine is not None:
+            warped = self._sample_s(smap)
+            corrected = warped
+            if self.mouth is not None:
+                corrected = self.mouth(corrected, t_crop)
+            if refine is not None:
+                corrected = refine(corrected,
+                                   torch.from_numpy(t_crop).to(self.device, self.dtype),
+                                   torch.from_numpy(p_crop).to(self.device, self.dtype))
+                if corrected.shape != warped.shape:
+                    raise ValueError(f"refine returned {tuple(corrected.shape)}, expected {tuple(warped.shape)}")
+            if corrected is not warped:
+                delta = corrected.to(self.dtype) - warped
+
+        # upsample the map to paste resolution, then sample the original picture's pixels
+        patch_grid = self._patch_grid.expand(b, -1, -1, -1)
+        hi_map = F.grid_sample(smap.permute(0, 3, 1, 2), patch_grid, mode="bilinear",
+                               padding_mode="border", align_corners=True)  # (B, 2, ph, pw) S coords
+        tex_grid = hi_map.permute(0, 2, 3, 1) * self._tex_a + self._tex_b
+        hi = F.grid_sample(self._texture.expand(b, -1, -1, -1), tex_grid, mode="bilinear",
+                           padding_mode="border", align_corners=True)
+        if delta is not None:
+            hi = hi + F.grid_sample(delta, patch_grid, mode="bilinear", padding_mode="border", align_corners=True)
+        reg = self.region
+        if hi.shape[-2:] != (reg.height, reg.width):
+            hi = F.interpolate(hi, size=(reg.height, reg.width), mode="bilinear", align_corners=False)
+        blended = self._orig + (hi - self._orig) * self._mask
+        patches = to_uint8(blended)
+        frames = np.repeat(self.image[None], b, axis=0)
+        frames[:, reg.y0:reg.y1, reg.x0:reg.x1] = patches
+        return frames
+
+    def render(self, target_points: np.ndarray, target_pupils: np.ndarray | None = None, *,
+               refine: RefineFn | None = None) -> np.ndarray:
+        """One full frame (H, W, 3) uint8 for one target (68, 2) in picture coordinates."""
+        pupils = None if target_pupils is None else np.asarray(target_pupils, np.float32)[None]
+        return self.render_batch(np.asarray(target_points, np.float32)[None], pupils, refine=refine)[0]

@@ -1,0 +1,200 @@
+"""Motion: similarity geometry and retargeting on real landmarks (dlib on the astronaut)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from talkanim.config import MotionConfig
+from talkanim.errors import InputError
+from talkanim.landmarks.types import Face, LandmarkTrack
+from talkanim.motion import MotionTrack, apply_transform, fit_similarity, invert, retarget
+
+
+def dlib_face(image: np.ndarray) -> Face:
+    """Minimal local detector: dlib HOG + the 68-point predictor from face-recognition-models."""
+    import dlib
+
+    root = Path(importlib.util.find_spec("face_recognition_models").origin).parent
+    predictor = dlib.shape_predictor(str(root / "models" / "shape_predictor_68_face_landmarks.dat"))
+    rects = dlib.get_frontal_face_detector()(image, 1)
+    assert rects, "no face found"
+    r = max(rects, key=lambda r: r.area())
+    shape = predictor(image, r)
+    pts = np.array([(p.x, p.y) for p in shape.parts()], np.float32)
+    return Face(points=pts, box=(r.left(), r.top(), r.right(), r.bottom()))
+
+
+@pytest.fixture(scope="module")
+def face(astronaut) -> Face:
+    return dlib_face(astronaut)
+
+
+def similarity(angle: float, scale: float, tx: float, ty: float) -> np.ndarray:
+    c, s = np.cos(angle) * scale, np.sin(angle) * scale
+    return np.array([[c, -s, tx], [s, c, ty], [0, 0, 1.0]])
+
+
+def track_of(points: np.ndarray) -> LandmarkTrack:
+    points = np.asarray(points, np.float32)
+    n = len(points)
+    pupils = np.stack([points[:, 36:42].mean(1), points[:, 42:48].mean(1)], axis=1)
+    return LandmarkTrack(points=points, pupils=pupils, valid=np.ones(n, bool), fps=25.0,
+                         size=(512, 512), backend="test")
+
+
+def shape_ratio(points: np.ndarray) -> float:
+    """Inter-ocular distance / face width: an identity measure invariant to similarity."""
+    iod = np.linalg.norm(points[36:42].mean(0) - points[42:48].mean(0))
+    return float(iod / np.linalg.norm(points[16] - points[0]))
+
+
+# --- geometry -----------------------------------------------------------------------------
+
+def test_fit_similarity_recovers_known_transform(face):
+    true = similarity(0.3, 1.7, 12.5, -40.0)
+    dst = apply_transform(true, face.points.astype(np.float64))
+    fit = fit_similarity(face.points, dst)
+    np.testing.assert_allclose(fit, true, atol=1e-9)
+    back = apply_transform(invert(fit), dst)
+    np.testing.assert_allclose(back, face.points, atol=1e-6)
+
+
+def test_fit_similarity_never_reflects(face):
+    mirrored = face.points * np.array([-1.0, 1.0])
+    fit = fit_similarity(face.points, mirrored)
+    assert np.linalg.det(fit[:2, :2]) > 0
+
+
+def test_degenerate_input_raises():
+    with pytest.raises(ValueError):
+        fit_similarity(np.ones((5, 2)), np.random.rand(5, 2))
+    with pytest.raises(ValueError):
+        fit_similarity(np.array([[0, 0], [np.nan, 1]]), np.zeros((2, 2)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays(np.float64, (6, 2), elements=st.floats(-1000, 1000)),
+       st.floats(-3.1, 3.1), st.floats(0.05, 20), st.floats(-500, 500), st.floats(-500, 500))
+def test_fit_similarity_property(src, angle, scale, tx, ty):
+    true = similarity(angle, scale, tx, ty)
+    dst = apply_transform(true, src)
+    try:
+        fit = fit_similarity(src, dst)
+    except ValueError:
+        # documented: only raised for (nearly) coincident points
+        assert np.ptp(src, axis=0).max() < 1e-3
+        return
+    assert np.isfinite(fit).all()
+    spread = np.ptp(src, axis=0).max()
+    if spread > 1.0:
+        np.testing.assert_allclose(apply_transform(fit, src), dst, atol=1e-6 * max(1.0, scale * 1000))
+
+
+# --- retarget -----------------------------------------------------------------------------
+
+def test_still_driver_gives_source_points(face):
+    # driver = still copies of another (similarity-transformed) face
+    driver = apply_transform(similarity(0.2, 0.6, 30, 50), face.points.astype(np.float64))
+    out = retarget(face, track_of(np.repeat(driver[None], 5, 0)), MotionConfig())
+    assert isinstance(out, MotionTrack) and out.points.shape == (5, 68, 2)
+    np.testing.assert_allclose(out.points, np.repeat(face.points[None], 5, 0), atol=1e-3)
+    assert out.pupils.shape == (5, 2, 2)
+
+
+def _driver_with_head_motion(face: Face, driver_shape: np.ndarray):
+    motions = [similarity(0, 1, 0, 0), similarity(0.1, 1.0, 20, -10), similarity(-0.15, 1.1, -30, 15)]
+    frames = np.stack([apply_transform(q, driver_shape) for q in motions])
+    return motions, frames
+
+
+def other_person(face: Face) -> np.ndarray:
+    """A different face shape: eyes further apart, a narrower jaw, then moved/scaled/rotated."""
+    pts = face.points.astype(np.float64).copy()
+    centre = pts[27:36].mean(0)
+    pts[36:48] += (np.sign(pts[36:48, 0] - centre[0]) * 6.0)[:, None] * np.array([1.0, 0.0])
+    pts[0:17, 0] = centre[0] + (pts[0:17, 0] - centre[0]) * 0.9
+    return apply_transform(similarity(-0.1, 0.8, 40, 30), pts)
+
+
+def test_relative_motion_follows_head_and_keeps_identity(face):
+    driver_shape = other_person(face)
+    motions, frames = _driver_with_head_motion(face, driver_shape)
+    out = retarget(face, track_of(frames), MotionConfig(mode="relative"))
+    src_ratio = shape_ratio(face.points)
+    assert abs(shape_ratio(driver_shape) / src_ratio - 1) > 0.05  # the driver really differs
+    for t in range(len(frames)):
+        # target = the source under some similarity ...
+        fit = fit_similarity(face.points, out.points[t])
+        np.testing.assert_allclose(apply_transform(fit, face.points), out.points[t], atol=1e-2)
+        # ... whose rotation and scale are the driver's relative head motion
+        q = motions[t]
+        np.testing.assert_allclose(np.linalg.det(fit[:2, :2]), np.linalg.det(q[:2, :2]), rtol=1e-4)
+        assert np.arctan2(fit[1, 0], fit[0, 0]) == pytest.approx(np.arctan2(q[1, 0], q[0, 0]), abs=1e-5)
+        assert abs(shape_ratio(out.points[t]) / src_ratio - 1) < 0.01
+
+
+def test_absolute_mode_reproduces_driver_shape(face):
+    driver_shape = other_person(face)
+    _, frames = _driver_with_head_motion(face, driver_shape)
+    out = retarget(face, track_of(frames), MotionConfig(mode="absolute"))
+    for t in range(len(frames)):
+        assert shape_ratio(out.points[t]) == pytest.approx(shape_ratio(driver_shape), rel=1e-4)
+    # aligned once to the source's framing: frame 0 sits on the source's stable points
+    from talkanim.motion import STABLE_POINTS
+    err = np.linalg.norm(out.points[0, STABLE_POINTS] - face.points[STABLE_POINTS], axis=1).mean()
+    assert err < 0.15 * np.linalg.norm(face.points[45] - face.points[36])
+
+
+def test_no_head_motion_keeps_pose_and_carries_expression(face):
+    driver = face.points.astype(np.float64).copy()
+    opened = driver.copy()
+    opened[[56, 57, 58, 65, 66, 67] + list(range(5, 12))] += (0.0, 12.0)  # open the jaw
+    frames = np.stack([apply_transform(similarity(0.2, 1.2, 15, 5), d) for d in (driver, opened)])
+    out = retarget(face, track_of(frames), MotionConfig(head_motion=False))
+    np.testing.assert_allclose(out.points[0], face.points, atol=1e-3)
+    moved = out.points[1] - face.points
+    # stable points stay, the mouth opens downwards
+    from talkanim.motion import STABLE_POINTS
+    assert np.abs(moved[STABLE_POINTS]).max() < 0.5
+    assert moved[66, 1] > 8.0 and abs(moved[62, 1]) < 1.0
+
+
+def test_expression_transfers_through_head_motion(face):
+    """Expression in the driver's head frame lands in the target's head frame."""
+    d = other_person(face)
+    opened = d.copy()
+    opened[[56, 57, 58, 65, 66, 67]] += (0.0, 10.0)
+    q = similarity(0.25, 1.0, 10, 0)
+    frames = np.stack([d, apply_transform(q, opened)])
+    rel = retarget(face, track_of(frames), MotionConfig())
+    still = retarget(face, track_of(np.stack([d, opened])), MotionConfig())
+    from talkanim.motion import STABLE_POINTS
+    m = fit_similarity(d[STABLE_POINTS], face.points[STABLE_POINTS])
+    h = m @ q @ invert(m)
+    np.testing.assert_allclose(rel.points[1], apply_transform(h, still.points[1]), atol=0.5)
+    assert still.points[1, 66, 1] - face.points[66, 1] > 5.0
+
+
+def test_pupils_follow_gaze(face):
+    frames = np.repeat(face.points[None], 2, 0)
+    tr = track_of(frames)
+    eye_w = np.linalg.norm(face.points[39] - face.points[36])
+    tr.pupils[1] += (0.2 * eye_w, 0.0)  # look sideways
+    out = retarget(face, tr, MotionConfig())
+    shift = out.pupils[1] - out.pupils[0]
+    np.testing.assert_allclose(shift[:, 0], 0.2 * eye_w, rtol=0.05)
+
+
+def test_driver_ref_out_of_range(face):
+    tr = track_of(np.repeat(face.points[None], 3, 0))
+    with pytest.raises(InputError, match="driver-ref"):
+        retarget(face, tr, MotionConfig(driver_ref=3))
+    # negative indexes count from the end, like Python
+    assert retarget(face, tr, MotionConfig(driver_ref=-1)).num_frames == 3

@@ -1,0 +1,184 @@
+"""Render: warp, mouth fill, paste-back and preview, on real pictures and a real clip."""
+
+from __future__ import annotations
+
+import importlib.util
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from talkanim.config import RenderConfig
+from talkanim.landmarks.types import Face
+from talkanim.render import FaceRenderer, crop_image, make_preview
+
+
+@lru_cache(maxsize=1)
+def _dlib():
+    import dlib
+
+    root = Path(importlib.util.find_spec("face_recognition_models").origin).parent
+    predictor = dlib.shape_predictor(str(root / "models" / "shape_predictor_68_face_landmarks.dat"))
+    return dlib.get_frontal_face_detector(), predictor
+
+
+def dlib_face(image: np.ndarray, upsample: int = 1) -> Face | None:
+    """Minimal local detector: dlib HOG + the 68-point predictor from face-recognition-models."""
+    detector, predictor = _dlib()
+    rects = detector(image, upsample)
+    if not rects:
+        return None
+    r = max(rects, key=lambda r: r.area())
+    pts = np.array([(p.x, p.y) for p in predictor(image, r).parts()], np.float32)
+    return Face(points=pts, box=(r.left(), r.top(), r.right(), r.bottom()))
+
+
+@pytest.fixture(scope="module")
+def face(astronaut) -> Face:
+    f = dlib_face(astronaut)
+    assert f is not None
+    return f
+
+
+def open_mouth(points: np.ndarray, amount: float) -> np.ndarray:
+    """Drop the lower lip and chin by `amount` px (a jaw opening)."""
+    out = np.asarray(points, np.float32).copy()
+    out[[55, 56, 57, 58, 59, 65, 66, 67]] += (0.0, amount)
+    out[6:11] += (0.0, amount * 0.8)
+    return out
+
+
+def test_identity_target_reproduces_source(astronaut, face):
+    r = FaceRenderer(astronaut, face, RenderConfig())
+    out = r.render(face.points)
+    assert out.shape == astronaut.shape and out.dtype == np.uint8
+    diff = np.abs(out.astype(int) - astronaut.astype(int))
+    assert diff.mean() < 0.05 and diff.max() <= 2
+    crop = r.warp_crop(face.points[None])
+    assert crop.shape == (1, 3, 256, 256) and 0 <= float(crop.min()) and float(crop.max()) <= 1
+    ref = torch.from_numpy(r.source_crop).permute(2, 0, 1)[None].float() / 255
+    assert (crop - ref).abs().mean() < 1e-3
+
+
+@pytest.mark.parametrize("shift", [(0, 0), (-150, -60), (170, 200)])
+def test_odd_sizes_and_crops_over_the_border(astronaut, face, shift):
+    # odd-sized picture with the face moved to an edge/corner so the crop hangs over the border
+    h, w = 301, 277
+    dx, dy = shift
+    cx, cy = face.points.mean(0)
+    x0, y0 = int(cx - w / 2 - dx), int(cy - h / 2 - dy)
+    padded = np.pad(astronaut, ((300, 300), (300, 300), (0, 0)), mode="edge")
+    img = np.ascontiguousarray(padded[y0 + 300:y0 + 300 + h, x0 + 300:x0 + 300 + w])
+    f = Face(points=face.points - (x0, y0), box=face.box)
+    r = FaceRenderer(img, f, RenderConfig(size=128))
+    for target in (f.points, open_mouth(f.points, 10), f.points + (3.0, -2.0)):
+        out = r.render(target)
+        assert out.shape == img.shape and out.dtype == np.uint8
+    assert np.abs(r.render(f.points).astype(int) - img).mean() < 0.1
+
+
+def test_open_mouth_darkens_the_mouth(astronaut, face):
+    r = FaceRenderer(astronaut, face, RenderConfig())
+    target = open_mouth(face.points, 14)
+    out = r.render(target)
+    inner = target[60:68]
+    x0, y0 = np.floor(inner.min(0)).astype(int)
+    x1, y1 = np.ceil(inner.max(0)).astype(int)
+    before = astronaut[y0:y1, x0:x1].astype(float).mean()
+    after = out[y0:y1, x0:x1].astype(float).mean()
+    print(f"mouth region brightness {before:.1f} -> {after:.1f}")
+    assert after < before - 25
+    # without the fill, warping alone stretches the lips (much less dark)
+    plain = FaceRenderer(astronaut, face, RenderConfig(mouth_fill=False)).render(target)
+    assert plain[y0:y1, x0:x1].astype(float).mean() > after + 15
+    # a closed target paints nothing
+    assert np.array_equal(r.render(face.points), FaceRenderer(astronaut, face, RenderConfig(mouth_fill=False)).render(face.points))
+
+
+def test_refine_hook_shows_at_paste_resolution(astronaut, face):
+    r = FaceRenderer(astronaut, face, RenderConfig(mouth_fill=False))
+    seen = {}
+
+    def refine(warped, points, pupils):
+        seen["shapes"] = (tuple(warped.shape), tuple(points.shape), tuple(pupils.shape))
+        return warped + 0.1
+
+    out = r.render(face.points, refine=refine).astype(int)
+    assert seen["shapes"] == ((1, 3, 256, 256), (1, 68, 2), (1, 2, 2))
+    reg = r.region
+    centre = face.points[27:36].mean(0).astype(int)
+    patch = out[centre[1] - 20:centre[1] + 20, centre[0] - 20:centre[0] + 20]
+    src = astronaut[centre[1] - 20:centre[1] + 20, centre[0] - 20:centre[0] + 20].astype(int)
+    added = patch - src
+    unclipped = src < 220
+    assert abs(added[unclipped].mean() - 25.5) < 1.5  # +0.1 * 255 in the face
+    # outside the crop the picture is untouched
+    assert np.array_equal(out[reg.y1:], astronaut[reg.y1:])
+    # the texture is still the full-resolution one: high frequencies are kept
+    big = np.repeat(np.repeat(astronaut, 3, axis=0), 3, axis=1)
+    big_face = Face(points=face.points * 3 + 1, box=face.box)
+    rb = FaceRenderer(big, big_face, RenderConfig(size=128))
+    target = big_face.points + np.random.default_rng(0).normal(0, 0.5, (68, 2)).astype(np.float32)
+    hi = rb.render(target).astype(float)
+    lo = rb.warp_crop(target[None])
+    assert rb.region.patch_size[0] > 500  # pasted at the picture's resolution, not 128
+    gy = np.abs(np.diff(hi[rb.region.y0:rb.region.y1, rb.region.x0:rb.region.x1], axis=0)).mean()
+    up = torch.nn.functional.interpolate(lo, size=rb.region.patch_size, mode="bilinear")[0].permute(1, 2, 0).numpy() * 255
+    assert gy > 1.3 * np.abs(np.diff(up, axis=0)).mean()
+
+
+def test_preview_panels(astronaut):
+    driver = np.zeros((101, 181, 3), np.uint8)
+    out = make_preview(astronaut, driver, astronaut, height=255)
+    assert out.shape[0] % 2 == 0 and out.shape[1] % 2 == 0 and out.shape[2] == 3
+    assert out.shape[0] == 256 and out.shape[1] >= 256 + 256 + 458
+    assert make_preview(astronaut, None, astronaut, height=100).shape == (100, 200, 3)
+
+
+def _read_clip(path: Path, max_frames: int) -> list[np.ndarray]:
+    import imageio_ffmpeg
+
+    gen = imageio_ffmpeg.read_frames(str(path))
+    meta = next(gen)
+    w, h = meta["size"]
+    frames = []
+    for buf in gen:
+        frames.append(np.frombuffer(buf, np.uint8).reshape(h, w, 3).copy())
+        if len(frames) >= max_frames:
+            break
+    gen.close()
+    return frames
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("clip", ["videos/OpenTalker__SadTalker/WDA_KatieHill_000.mp4",
+                                  "videos/KwaiVGI__LivePortrait/d12.mp4"])
+def test_self_reenactment_beats_repeating_the_source(data_dir, clip):
+    from skimage.metrics import structural_similarity as ssim
+
+    path = data_dir / clip
+    if not path.is_file():
+        pytest.skip(f"{clip} not in the shared data")
+    frames = _read_clip(path, 60)[::2]
+    faces = [dlib_face(f, 0) for f in frames]
+    keep = [i for i, f in enumerate(faces) if f is not None]
+    assert keep and keep[0] == 0, "no face in the first frame"
+    r = FaceRenderer(frames[0], faces[0], RenderConfig())
+    targets = np.stack([faces[i].points for i in keep[1:]])
+    outs = r.render_batch(targets)
+    crop = lambda im: crop_image(im, r.crop_box, 256)  # noqa: E731
+    src = crop(frames[0])
+    l1_w, l1_r, s_w, s_r = [], [], [], []
+    for i, out in zip(keep[1:], outs):
+        real = crop(frames[i])
+        gen = crop(out)
+        l1_w.append(np.abs(gen / 255.0 - real / 255.0).mean())
+        l1_r.append(np.abs(src / 255.0 - real / 255.0).mean())
+        s_w.append(ssim(gen, real, channel_axis=2))
+        s_r.append(ssim(src, real, channel_axis=2))
+    print(f"{clip}: warp SSIM {np.mean(s_w):.3f} L1 {np.mean(l1_w):.4f} | "
+          f"repeat SSIM {np.mean(s_r):.3f} L1 {np.mean(l1_r):.4f} over {len(s_w)} frames")
+    assert np.mean(s_w) > np.mean(s_r)
+    assert np.mean(l1_w) < np.mean(l1_r)
