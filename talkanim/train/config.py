@@ -9,23 +9,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from talkanim.model.losses import LossWeights
+
 DeviceChoice = Literal["auto", "cpu", "cuda"]
-
-
-@dataclass
-class LossConfig:
-    """Loss weights of the meta-learning and fine-tuning objectives (issue 4, PAPER_NOTES.md).
-
-    Mirrored into the model's `LossWeights` where it has a field of the same name; kept here too
-    so a run's JSON state says exactly what it optimized.
-    """
-
-    l1: float = 1.0  # content: plain L1 on the crop
-    ms_ssim: float = 1.0  # content: 1 - MS-SSIM
-    face_l1: float = 1.0  # content: extra L1 on mouth and eye regions
-    adversarial: float = 1.0  # -D(x_hat)
-    feature_matching: float = 10.0  # L1 between D features on real and fake (paper: 10)
-    matching: float = 80.0  # L_MCH between the embedding and W_i (paper: 80)
 
 
 @dataclass
@@ -36,6 +22,7 @@ class TrainConfig:
     out_dir: Path
     preset: str = "tiny"  # model size, see talkanim.model.config.PRESETS
     mode: str = "hybrid"  # "hybrid" or "paper"
+    image_size: int | None = None  # None: the preset's; smaller trains faster on a CPU
     shots: int = 8  # T: frames embedded per episode
     batch_size: int = 4  # episodes per step and per process
     lr_g: float = 5e-5  # embedder + generator (TTUR: slower than D)
@@ -52,7 +39,7 @@ class TrainConfig:
     grad_clip: float | None = 1.0  # max global grad norm per network; None disables
     ema: bool = False  # keep an exponential moving average of G and export it
     ema_decay: float = 0.999
-    loss: LossConfig = field(default_factory=LossConfig)
+    loss: LossWeights = field(default_factory=LossWeights)  # the model's weights: adv, fm 10, mch 80, ...
     log_every: int = 10
     # The last frames (in time) of every training video are never trained on: they are the
     # "held frames" the reconstruction metric is measured on.
@@ -79,4 +66,4 @@ class FinetuneConfig:
     grad_clip: float | None = 1.0
     adversarial: bool = True  # False: content loss only (faster, for tiny budgets)
     seed: int = 0
-    loss: LossConfig = field(default_factory=LossConfig)
+    loss: LossWeights = field(default_factory=LossWeights)  # mch is not used when fine-tuning

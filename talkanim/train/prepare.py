@@ -255,7 +255,7 @@ def _prepare_video(video: Path, tracker: Tracker, size: int, frames_per_video: i
 def _iter_frames(video: Path) -> Iterator[np.ndarray]:
     """RGB uint8 frames (H, W, 3), streamed: the io stage's reader when present, else imageio-ffmpeg."""
     try:
-        from talkanim.io import iter_frames  # type: ignore[attr-defined]
+        from talkanim.io.video import iter_frames
     except ImportError:
         iter_frames = None
     if iter_frames is not None:
