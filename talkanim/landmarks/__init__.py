@@ -1,0 +1,32 @@
+"""Landmark stage: face detection, 68-point landmarks, tracking, smoothing, pupils, track files.
+
+Backends ("dlib" offline, "fan" face-alignment) share the `LandmarkDetector` interface and the
+iBUG-68 layout; see `types.py` for the `Face` / `LandmarkTrack` contract.
+"""
+
+from __future__ import annotations
+
+from .detector import LandmarkDetector, detect_face, make_detector
+from .measures import eye_opening, inter_ocular, mouth_opening
+from .pupils import locate_pupils
+from .smoothing import OneEuroFilter
+from .tracker import smooth_track, track_frames
+from .trackfile import load_track, save_track
+from .types import Face, LandmarkTrack
+
+__all__ = [
+    "Face",
+    "LandmarkDetector",
+    "LandmarkTrack",
+    "OneEuroFilter",
+    "detect_face",
+    "eye_opening",
+    "inter_ocular",
+    "load_track",
+    "locate_pupils",
+    "make_detector",
+    "mouth_opening",
+    "save_track",
+    "smooth_track",
+    "track_frames",
+]

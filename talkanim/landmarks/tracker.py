@@ -1,0 +1,258 @@
+"""Landmarks of every frame of a driving video, streamed: detect once, then track.
+
+Each frame is fitted inside the box of the previous frame's landmarks (dlib's predictor takes
+~1 ms; a face detection 20-130 ms). A frame's fit is accepted when its box did not jump,
+collapse or leave the frame and the face patch still looks like the previous frame's (a
+normalized cross-correlation on a 24x24 thumbnail: a blank frame, a cut or an occluder fail it).
+Otherwise we re-detect: first around the last box, then in the whole frame. Frames with no face
+hold the last good points and are marked invalid.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterable
+
+import cv2
+import numpy as np
+
+from ..config import TrackConfig
+from ..errors import InputError, NoFaceError
+from .dlib_backend import box_from_points
+from .pupils import locate_pupils
+from .smoothing import OneEuroFilter
+from .types import Face, LandmarkTrack
+
+# Acceptance of a tracked fit, relative to the previous frame's landmarks box.
+_MAX_SCALE_CHANGE = 1.4  # per frame; real zooms are a few % per frame
+_MAX_SHIFT = 0.5  # centre shift per frame, in face sizes
+_MIN_INSIDE = 0.6  # fraction of the landmarks box that must lie inside the frame
+_MIN_REL_SIZE, _MAX_REL_SIZE = 0.5, 2.0  # face size vs the size at the last detection (slow collapse)
+# Frame-to-frame NCC of the 24x24 grayscale face thumbnail. Measured on ../shared/data clips:
+# consecutive frames of a talking face score >= 0.84 (example_driver, d0, s18, WDA_KatieHill;
+# 1st percentile 0.88-0.99); a blank frame scores 0; shot cuts in short_hamilton_clip score
+# -0.7..0.45. Below _DOUBT_NCC we look for the face again and keep the fit if we find nothing
+# (a hand in front of the face, fast motion of a small face); below _MIN_NCC the fit is rejected.
+_DOUBT_NCC = 0.6
+_MIN_NCC = 0.3
+_THUMB = 24
+# The full detector (CNN fallback, ~0.3-2 s) runs at most once per this many seconds of video
+# while no face is tracked; HOG (20-130 ms) runs on every such frame.
+_FULL_DETECT_PERIOD_S = 2.0
+
+
+def _bbox(points: np.ndarray) -> tuple[float, float, float, float]:
+    x0, y0 = points.min(axis=0)
+    x1, y1 = points.max(axis=0)
+    return float(x0), float(y0), float(x1), float(y1)
+
+
+def _thumb(frame: np.ndarray, box) -> np.ndarray | None:
+    """Standardized 24x24 grayscale thumbnail of the frame inside `box`, or None if degenerate."""
+    h, w = frame.shape[:2]
+    x0, y0 = max(int(box[0]), 0), max(int(box[1]), 0)
+    x1, y1 = min(int(math.ceil(box[2])), w), min(int(math.ceil(box[3])), h)
+    if x1 - x0 < 4 or y1 - y0 < 4:
+        return None
+    small = cv2.resize(frame[y0:y1, x0:x1], (_THUMB, _THUMB), interpolation=cv2.INTER_AREA)
+    g = small.astype(np.float32).mean(axis=2) if small.ndim == 3 else small.astype(np.float32)
+    g -= g.mean()
+    n = float(np.sqrt((g * g).sum()))
+    return g / n if n > 1e-3 * g.size else None  # flat patch: no face texture to compare
+
+
+def _ncc(a: np.ndarray | None, b: np.ndarray | None) -> float:
+    if a is None or b is None:
+        return 0.0
+    return float((a * b).sum())
+
+
+def _diag(box) -> float:
+    return math.hypot(box[2] - box[0], box[3] - box[1])
+
+
+def _plausible(points: np.ndarray, prev: np.ndarray, size: tuple[int, int], ref_size: float) -> bool:
+    """Geometry check of a tracked fit: no jump, no collapse/explosion, mostly inside the frame."""
+    if not np.all(np.isfinite(points)):
+        return False
+    b, p = _bbox(points), _bbox(prev)
+    sb, sp = _diag(b), _diag(p)
+    if sb < 8 or not (1 / _MAX_SCALE_CHANGE <= sb / max(sp, 1e-6) <= _MAX_SCALE_CHANGE):
+        return False
+    if not (_MIN_REL_SIZE <= sb / max(ref_size, 1e-6) <= _MAX_REL_SIZE):
+        return False
+    shift = math.hypot((b[0] + b[2] - p[0] - p[2]) / 2, (b[1] + b[3] - p[1] - p[3]) / 2)
+    if shift > _MAX_SHIFT * sp:
+        return False
+    w, h = size
+    ix = max(0.0, min(b[2], w) - max(b[0], 0.0))
+    iy = max(0.0, min(b[3], h) - max(b[1], 0.0))
+    area = max((b[2] - b[0]) * (b[3] - b[1]), 1e-6)
+    return ix * iy / area >= _MIN_INSIDE
+
+
+def _offset(face: Face, dx: float, dy: float) -> Face:
+    d = np.array([dx, dy], np.float32)
+    return Face(points=face.points + d, box=(face.box[0] + dx, face.box[1] + dy, face.box[2] + dx, face.box[3] + dy),
+                pupils=None if face.pupils is None else face.pupils + d, score=face.score)
+
+
+class _Redetector:
+    """Finds the face again: cheap HOG around the last box, then the whole frame, then (rarely) CNN."""
+
+    def __init__(self, detector, fps: float) -> None:
+        self.detector = detector
+        self.quick = getattr(detector, "detect_quick", None)
+        self.small_faces = False
+        self.full_period = max(1, int(round(_FULL_DETECT_PERIOD_S * fps)))
+        self.last_full = -10**9
+
+    def first(self, frame: np.ndarray, index: int) -> Face | None:
+        """Detection before any face was seen: the robust detector, at most once per second."""
+        if index - self.last_full >= self.full_period:
+            self.last_full = index
+            faces = self.detector.detect(frame)
+        elif self.quick is not None:
+            faces = self.quick(frame, small_faces=True)
+        else:
+            faces = []
+        if faces:
+            b = faces[0].box
+            self.small_faces = (b[2] - b[0]) * min(1.0, getattr(self.detector, "detect_max_side", 640) / max(frame.shape[:2])) < 90
+        return faces[0] if faces else None
+
+    def again(self, frame: np.ndarray, box, index: int) -> Face | None:
+        """Re-detection near `box` (the last good landmarks box) first, then in the whole frame."""
+        if self.quick is None:
+            faces = self.detector.detect(frame)
+            return faces[0] if faces else None
+        h, w = frame.shape[:2]
+        bw, bh = box[2] - box[0], box[3] - box[1]
+        x0, y0 = int(max(0, box[0] - bw)), int(max(0, box[1] - bh))
+        x1, y1 = int(min(w, box[2] + bw)), int(min(h, box[3] + bh))
+        if x1 - x0 >= 16 and y1 - y0 >= 16 and (x1 - x0) * (y1 - y0) < 0.6 * w * h:
+            faces = self.quick(np.ascontiguousarray(frame[y0:y1, x0:x1]), small_faces=self.small_faces)
+            if faces:
+                return _offset(faces[0], x0, y0)
+        faces = self.quick(frame, small_faces=self.small_faces)
+        if not faces and index - self.last_full >= self.full_period:
+            self.last_full = index
+            faces = self.detector.detect(frame)
+        return faces[0] if faces else None
+
+
+def smooth_track(points: np.ndarray, pupils: np.ndarray, valid: np.ndarray, fps: float,
+                 config: TrackConfig) -> tuple[np.ndarray, np.ndarray]:
+    """One-Euro filter over each run of valid frames (restarted after a gap: the jump is real).
+
+    Coordinates are filtered in units of the face size (median landmarks-box diagonal), so
+    `min_cutoff` (Hz) and `beta` (per face-size/s) mean the same at any resolution.
+    """
+    n = points.shape[0]
+    spans = points.max(axis=1) - points.min(axis=1)
+    scale = float(np.median(np.hypot(spans[:, 0], spans[:, 1]))) or 1.0
+    both = np.concatenate([points, pupils], axis=1).astype(np.float64) / scale
+    out = both.copy()
+    filt = OneEuroFilter(config.min_cutoff, config.beta, config.d_cutoff)
+    prev_valid = False
+    for i in range(n):
+        if not valid[i]:
+            out[i] = out[i - 1] if i > 0 else both[i]
+            prev_valid = False
+            continue
+        if not prev_valid:
+            filt.reset()
+        out[i] = filt(both[i], i / fps)
+        prev_valid = True
+    out *= scale
+    return out[:, :68].astype(np.float32), out[:, 68:].astype(np.float32)
+
+
+def track_frames(
+    frames: Iterable[np.ndarray],
+    detector,
+    *,
+    fps: float,
+    size: tuple[int, int],
+    config: TrackConfig,
+    on_frame: Callable[[int], None] | None = None,
+) -> LandmarkTrack:
+    """Landmarks of every frame, streamed from an iterator of RGB uint8 frames of `size` (w, h).
+
+    Detects once (first frame with a face), then fits each frame from the previous landmarks;
+    re-detects when tracking fails and every `config.redetect_every` frames if > 0. Frames with
+    no face hold the last good points (valid False); frames before the first detection take the
+    first good frame's points. Smoothed with a One-Euro filter when `config.smooth`.
+    Raises NoFaceError when no frame has a face. `on_frame(i)` is called after each frame.
+    """
+    if not fps or fps <= 0 or not math.isfinite(fps):
+        raise InputError(f"driver frame rate must be positive, got {fps}")
+    width, height = int(size[0]), int(size[1])
+    red = _Redetector(detector, fps)
+    pts_out: list[np.ndarray] = []
+    pup_out: list[np.ndarray] = []
+    valid: list[bool] = []
+    prev_pts: np.ndarray | None = None  # last good landmarks (kept while lost, for the region search)
+    prev_thumb = None
+    lost = True
+    since_detect = 0
+    ref_size = 0.0  # landmarks-box diagonal at the last detection
+
+    for i, frame in enumerate(frames):
+        frame = np.asarray(frame)
+        if frame.shape != (height, width, 3) or frame.dtype != np.uint8:
+            raise InputError(f"driver frame {i} is {frame.dtype} {frame.shape}, expected uint8 {(height, width, 3)}")
+        pts = None
+        detected = False
+        if prev_pts is None:
+            face = red.first(frame, i)
+            pts, detected = (None, False) if face is None else (face.points, True)
+        elif lost:
+            face = red.again(frame, _bbox(prev_pts), i)
+            pts, detected = (None, False) if face is None else (face.points, True)
+        else:
+            cand = detector.fit(frame, box_from_points(prev_pts))
+            ncc = _ncc(_thumb(frame, _bbox(cand)), prev_thumb)
+            ok = _plausible(cand, prev_pts, (width, height), ref_size) and ncc >= _MIN_NCC
+            due = config.redetect_every > 0 and since_detect >= config.redetect_every
+            if not ok or ncc < _DOUBT_NCC or due:
+                face = red.again(frame, _bbox(cand if ok else prev_pts), i)
+                if face is not None:
+                    cand, detected = face.points, True
+                elif not ok:
+                    cand = None
+                if due:
+                    since_detect = 0
+            pts = cand
+        if detected:
+            since_detect, ref_size = 0, _diag(_bbox(pts))
+        if pts is not None:
+            pts = np.asarray(pts, np.float32)
+            prev_thumb = _thumb(frame, _bbox(pts))
+            pts_out.append(pts)
+            pup_out.append(locate_pupils(frame, pts))
+            valid.append(True)
+            prev_pts, lost = pts, False
+            since_detect += 1
+        else:
+            lost = True
+            pts_out.append(None)  # type: ignore[arg-type]  # filled below
+            pup_out.append(None)  # type: ignore[arg-type]
+            valid.append(False)
+        if on_frame is not None:
+            on_frame(i)
+
+    if not any(valid):
+        raise NoFaceError("no face found in any frame of the driver")
+    first = valid.index(True)
+    for i in range(len(valid)):  # leading frames take the first good frame; gaps hold the last good one
+        if pts_out[i] is None:
+            j = first if i < first else i - 1
+            pts_out[i], pup_out[i] = pts_out[j], pup_out[j]
+    points = np.stack(pts_out).astype(np.float32)
+    pupils = np.stack(pup_out).astype(np.float32)
+    valid_arr = np.array(valid, dtype=bool)
+    if config.smooth:
+        points, pupils = smooth_track(points, pupils, valid_arr, fps, config)
+    return LandmarkTrack(points=points, pupils=pupils, valid=valid_arr, fps=float(fps),
+                         size=(width, height), backend=getattr(detector, "name", "unknown"))

@@ -1,0 +1,101 @@
+"""`.npz` landmark track files: what `talkanim landmarks` writes and `animate` reads as a driver.
+
+Plain arrays only (np.load with allow_pickle=False), checked field by field on load, so a
+foreign or tampered file gives one clear InputError instead of a crash further down.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError, OutputError
+from .types import LandmarkTrack
+
+FORMAT = "talkanim-track"
+VERSION = 1
+_FIELDS = ("format", "version", "points", "pupils", "valid", "fps", "size", "backend")
+
+
+def save_track(path: str | os.PathLike, track: LandmarkTrack) -> None:
+    """Write `track` to `path` (.npz, compressed), atomically (temporary file, then rename)."""
+    path = Path(path)
+    buf = io.BytesIO()
+    np.savez_compressed(
+        buf,
+        format=np.array(FORMAT),
+        version=np.array(VERSION, dtype=np.int64),
+        points=np.asarray(track.points, dtype=np.float32),
+        pupils=np.asarray(track.pupils, dtype=np.float32),
+        valid=np.asarray(track.valid, dtype=bool),
+        fps=np.array(float(track.fps), dtype=np.float64),
+        size=np.array(track.size, dtype=np.int64),
+        backend=np.array(str(track.backend)),
+    )
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_bytes(buf.getvalue())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write track file {path}: {exc.strerror or exc}") from exc
+
+
+def _bad(path, why: str) -> InputError:
+    return InputError(f"not a talkanim track file: {path} ({why})")
+
+
+def load_track(path: str | os.PathLike) -> LandmarkTrack:
+    """Read a track written by `save_track`; InputError("not a talkanim track file: ...") otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"track file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if not isinstance(z, np.lib.npyio.NpzFile):
+                raise _bad(path, "a single .npy array, not an .npz archive")
+            missing = [k for k in _FIELDS if k not in z.files]
+            if missing:
+                raise _bad(path, f"missing {', '.join(missing)}")
+            data = {k: z[k] for k in _FIELDS}
+    except InputError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        # ValueError covers pickled object arrays refused by allow_pickle=False.
+        raise _bad(path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
+
+    if data["format"].shape != () or str(data["format"]) != FORMAT:
+        raise _bad(path, "wrong format tag")
+    if data["version"].shape != () or not np.issubdtype(data["version"].dtype, np.integer):
+        raise _bad(path, "bad version")
+    if int(data["version"]) > VERSION:
+        raise _bad(path, f"version {int(data['version'])} is newer than this talkanim reads ({VERSION})")
+    points, pupils, valid = data["points"], data["pupils"], data["valid"]
+    if points.ndim != 3 or points.shape[1:] != (68, 2) or points.shape[0] < 1 or not np.issubdtype(points.dtype, np.floating):
+        raise _bad(path, f"points must be float (N>=1, 68, 2), got {points.dtype} {points.shape}")
+    n = points.shape[0]
+    if pupils.shape != (n, 2, 2) or not np.issubdtype(pupils.dtype, np.floating):
+        raise _bad(path, f"pupils must be float ({n}, 2, 2), got {pupils.dtype} {pupils.shape}")
+    if valid.shape != (n,) or valid.dtype != np.bool_:
+        raise _bad(path, f"valid must be bool ({n},), got {valid.dtype} {valid.shape}")
+    if not (np.all(np.isfinite(points)) and np.all(np.isfinite(pupils))):
+        raise _bad(path, "non-finite coordinates")
+    fps, size, backend = data["fps"], data["size"], data["backend"]
+    if fps.shape != () or not np.issubdtype(fps.dtype, np.number) or not (np.isfinite(fps) and float(fps) > 0):
+        raise _bad(path, "fps must be a positive number")
+    if size.shape != (2,) or not np.issubdtype(size.dtype, np.integer) or np.any(size <= 0):
+        raise _bad(path, "size must be two positive integers (width, height)")
+    if backend.shape != () or backend.dtype.kind != "U":
+        raise _bad(path, "backend must be a string")
+    return LandmarkTrack(
+        points=points.astype(np.float32),
+        pupils=pupils.astype(np.float32),
+        valid=valid.astype(bool),
+        fps=float(fps),
+        size=(int(size[0]), int(size[1])),
+        backend=str(backend),
+    )
