@@ -12,7 +12,6 @@ import math
 
 import cv2
 import numpy as np
-from skimage.metrics import structural_similarity
 
 MOUTH_POINTS = np.arange(48, 60)  # outer lip contour
 EYE_POINTS = (np.arange(36, 42), np.arange(42, 48))
@@ -48,16 +47,45 @@ def psnr(generated: np.ndarray, real: np.ndarray) -> float:
     return 100.0 if mse <= 1e-10 else 10.0 * math.log10(1.0 / mse)
 
 
+SSIM_WIN = 7
+_C1, _C2 = (0.01 * 1.0) ** 2, (0.03 * 1.0) ** 2
+
+
 def ssim_map(generated: np.ndarray, real: np.ndarray) -> np.ndarray:
-    """Per-pixel SSIM (H, W), averaged over RGB (skimage defaults: 7x7 window)."""
-    _, full = structural_similarity(to_float(generated), to_float(real), channel_axis=-1,
-                                    data_range=1.0, full=True)
-    return full.mean(axis=-1)
+    """Per-pixel SSIM (H, W), averaged over RGB.
+
+    Same definition as skimage's `structural_similarity` defaults (7x7 uniform window, sample
+    covariance, K1 0.01, K2 0.03, data range 1, reflected borders) computed with cv2 box
+    filters: ~15x faster, and this runs once per scored frame and method.
+    """
+    x, y = to_float(generated), to_float(real)
+    if x.ndim == 2:
+        x, y = x[..., None], y[..., None]
+    k = (SSIM_WIN, SSIM_WIN)
+
+    def mean(a):
+        return cv2.blur(a, k, borderType=cv2.BORDER_REFLECT)
+
+    cov_norm = SSIM_WIN**2 / (SSIM_WIN**2 - 1.0)
+    ux, uy = mean(x), mean(y)
+    vx = cov_norm * (mean(x * x) - ux * ux)
+    vy = cov_norm * (mean(y * y) - uy * uy)
+    vxy = cov_norm * (mean(x * y) - ux * uy)
+    s = ((2 * ux * uy + _C1) * (2 * vxy + _C2)) / ((ux * ux + uy * uy + _C1) * (vx + vy + _C2))
+    s = s.reshape(x.shape[0], x.shape[1], -1)
+    return s.mean(axis=-1)
+
+
+def ssim_mean(smap: np.ndarray) -> float:
+    """Whole-image SSIM from a map, like skimage: the border of half a window is left out."""
+    pad = (SSIM_WIN - 1) // 2
+    return float(smap[pad:-pad, pad:-pad].mean())
 
 
 def ssim(generated: np.ndarray, real: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """Mean SSIM over the crop, or over the pixels where `mask` is True."""
-    return _masked_mean(ssim_map(generated, real), mask)
+    """Mean SSIM over the crop (as skimage), or over the pixels where `mask` is True."""
+    smap = ssim_map(generated, real)
+    return ssim_mean(smap) if mask is None else _masked_mean(smap, mask)
 
 
 def keypoint_distance(points_a: np.ndarray, points_b: np.ndarray) -> float:
@@ -117,7 +145,7 @@ def crop_metrics(generated: np.ndarray, real: np.ndarray, real_points: np.ndarra
     when the real crop's landmarks (crop px) are given."""
     smap = ssim_map(generated, real)
     diff = np.abs(to_float(generated) - to_float(real)).mean(axis=-1)
-    out = {"l1": float(diff.mean()), "psnr": psnr(generated, real), "ssim": float(smap.mean())}
+    out = {"l1": float(diff.mean()), "psnr": psnr(generated, real), "ssim": ssim_mean(smap)}
     if real_points is not None:
         for name, mask in region_masks(real_points, real.shape[0]).items():
             out[f"l1_{name}"] = _masked_mean(diff, mask)

@@ -28,7 +28,7 @@ from talkanim.evaluate import metrics as M
 from talkanim.evaluate.identity import FaceAnalyzer, get_analyzer
 from talkanim.evaluate.methods import Animator, Method, Shot, make_method
 from talkanim.landmarks.measures import eye_opening, mouth_opening
-from talkanim.landmarks.types import Face, LandmarkTrack
+from talkanim.landmarks.types import Face
 from talkanim.render.crop import CropBox, crop_image, face_crop_box
 
 Progress = Callable[[str, int, "int | None"], None]
@@ -40,7 +40,7 @@ SHOT_FRACTION = 1 / 3  # shots come from the first third of a clip
 MIN_DRIVER_FRAMES = 4
 RENDER_BATCH = 8
 SELF_METRICS = ("l1", "psnr", "ssim", "csim", "akd", "l1_mouth", "ssim_mouth", "l1_eyes", "ssim_eyes")
-CROSS_METRICS = ("csim_source", "mouth_r", "eye_r")
+CROSS_METRICS = ("csim_source", "mouth_r", "eye_r", "target_mouth_r", "target_eye_r")
 
 
 @dataclass
@@ -238,17 +238,23 @@ def self_reenact(clip: Clip, plan: ClipPlan, methods: dict[str, Method], *, devi
                 res.results[t][name] = {"available": False, "reason": reason}
                 continue
             t0 = time.perf_counter()
-            animator = method.prepare(shots, device=device)
-            rows: list[dict[str, float]] = []
             crops: dict[int, np.ndarray] = {}
-            for k, frame in _render(animator, targets, pupils, nearest):
-                gen = crop_image(frame, reals[k].box, CROP_SIZE)
-                rows.append(score_frame(analyzer, gen, reals[k], k in csim_at))
-                if k in grid_at:
-                    crops[k] = gen
-                done += 1
-                if progress:
-                    progress("self", done, total)
+            try:
+                animator = method.prepare(shots, device=device)
+                rows: list[dict[str, float]] = []
+                for k, frame in _render(animator, targets, pupils, nearest):
+                    gen = crop_image(frame, reals[k].box, CROP_SIZE)
+                    rows.append(score_frame(analyzer, gen, reals[k], k in csim_at))
+                    if k in grid_at:
+                        crops[k] = gen
+                    done += 1
+                    if progress:
+                        progress("self", done, total)
+            except Exception as err:  # a broken method is reported; the others still run
+                res.results[t][name] = {"available": True, "error": _error_line(err)}
+                if log:
+                    log(f"{clip.path.name} T={t} {name}: failed: {_error_line(err)}")
+                continue
             entry: dict = {"available": True, **_mean_metrics(rows, SELF_METRICS),
                            "frames": len(rows), "csim_frames": len(csim_at), "shots_used": len(shots),
                            "seconds": round(time.perf_counter() - t0, 2)}
@@ -257,8 +263,8 @@ def self_reenact(clip: Clip, plan: ClipPlan, methods: dict[str, Method], *, devi
             res.results[t][name] = entry
             grid[name] = [crops[k] for k in grid_at]
             if log:
-                log(f"{clip.path.name} T={t} {name}: SSIM {entry['ssim']:.3f} L1 {entry['l1']:.3f} "
-                    f"CSIM {entry['csim'] if entry['csim'] is not None else float('nan'):.3f} AKD {entry['akd']:.2f}")
+                log(f"{clip.path.name} T={t} {name}: " + ", ".join(
+                    f"{key} {entry[key]:.3f}" for key in ("ssim", "l1", "csim", "akd") if entry[key] is not None))
         res.grid[t] = grid
     res.seconds = time.perf_counter() - started
     return res
@@ -285,12 +291,13 @@ def cross_reenact(portrait_path: Path, clip: Clip, frame_indices: list[int], met
     out = CrossResult(str(portrait_path), str(clip.path))
     image = load_image(portrait_path)
     face = detect_face(image, detector)
-    tr = clip.track
-    drv = LandmarkTrack(points=tr.points[frame_indices], pupils=tr.pupils[frame_indices],
-                        valid=tr.valid[frame_indices], fps=tr.fps, size=tr.size, backend=tr.backend)
-    motion = retarget(face, drv, MotionConfig(mode="relative"))
-    drv_mouth = mouth_opening(drv.points)
-    drv_eyes = eye_opening(drv.points).mean(axis=-1)
+    # Retarget over the clip from its first frame, as `animate` would (driver_ref 0), then keep
+    # the driver frames: a reference taken mid-speech (mouth open) would invert the lips.
+    motion_all = retarget(face, clip.track, MotionConfig(mode="relative", driver_ref=0))
+    points, pupils = motion_all.points[frame_indices], motion_all.pupils[frame_indices]
+    drv_points = clip.track.points[frame_indices]
+    drv_mouth = mouth_opening(drv_points)
+    drv_eyes = eye_opening(drv_points).mean(axis=-1)
     src_box = face_crop_box(face.points, CROP_SCALE)
     src_crop = crop_image(image, src_box, CROP_SIZE)
     src_face_box = analyzer.detect_box(src_crop) or FaceAnalyzer.box_from_points(src_box.to_crop(face.points, CROP_SIZE))
@@ -302,21 +309,28 @@ def cross_reenact(portrait_path: Path, clip: Clip, frame_indices: list[int], met
         if reason is not None:
             out.results[name] = {"available": False, "reason": reason}
             continue
-        animator = method.prepare([Shot(image, face)], device=device)
-        mouth, eyes, csims = [], [], []
-        for k, frame in _render(animator, motion.points, motion.pupils, nearest):
-            # measure where the face is meant to be: the crop of the target landmarks
-            box = face_crop_box(motion.points[k], CROP_SCALE)
-            crop = crop_image(frame, box, CROP_SIZE)
-            fb = analyzer.detect_box(crop) or FaceAnalyzer.box_from_points(box.to_crop(motion.points[k], CROP_SIZE))
-            pts = analyzer.landmarks(crop, fb)
-            mouth.append(mouth_opening(pts))
-            eyes.append(float(eye_opening(pts).mean()))
-            if k in csim_at:
-                csims.append(M.cosine(analyzer.descriptor(crop, fb), src_desc))
+        try:
+            animator = method.prepare([Shot(image, face)], device=device)
+            mouth, eyes, csims = [], [], []
+            for k, frame in _render(animator, points, pupils, nearest):
+                # measure where the face is meant to be: the crop of the target landmarks
+                box = face_crop_box(points[k], CROP_SCALE)
+                crop = crop_image(frame, box, CROP_SIZE)
+                fb = analyzer.detect_box(crop) or FaceAnalyzer.box_from_points(box.to_crop(points[k], CROP_SIZE))
+                pts = analyzer.landmarks(crop, fb)
+                mouth.append(mouth_opening(pts))
+                eyes.append(float(eye_opening(pts).mean()))
+                if k in csim_at:
+                    csims.append(M.cosine(analyzer.descriptor(crop, fb), src_desc))
+        except Exception as err:  # a broken method is reported; the others still run
+            out.results[name] = {"available": True, "error": _error_line(err)}
+            continue
         out.results[name] = {"available": True, "csim_source": float(np.mean(csims)) if csims else None,
                              "mouth_r": _finite(M.pearson(mouth, drv_mouth)),
                              "eye_r": _finite(M.pearson(eyes, drv_eyes)),
+                             # the same on the target landmarks: retargeting alone, before rendering
+                             "target_mouth_r": _finite(M.pearson(mouth_opening(points), drv_mouth)),
+                             "target_eye_r": _finite(M.pearson(eye_opening(points).mean(-1), drv_eyes)),
                              "frames": len(frame_indices), "csim_frames": len(csims)}
     return out
 

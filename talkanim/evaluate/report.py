@@ -30,7 +30,8 @@ TABLE_COLUMNS = [
     ("ssim_eyes", "SSIM eyes ↑", "{:.3f}"), ("l1_eyes", "L1 eyes ↓", "{:.4f}"),
 ]
 CROSS_COLUMNS = [("csim_source", "CSIM to source ↑", "{:.3f}"), ("mouth_r", "mouth r ↑", "{:.3f}"),
-                 ("eye_r", "eye r ↑", "{:.3f}")]
+                 ("eye_r", "eye r ↑", "{:.3f}"), ("target_mouth_r", "target mouth r", "{:.3f}"),
+                 ("target_eye_r", "target eye r", "{:.3f}")]
 
 
 def _fmt(value, fmt: str) -> str:
@@ -96,6 +97,9 @@ def markdown_report(results: dict) -> str:
         lines.append("|---" * (len(TABLE_COLUMNS) + 2) + "|")
         for name in cfg["methods"]:
             row = summary.get(str(t), {}).get(name)
+            if row is not None and row.get("error"):
+                lines.append(f"| {name} | failed: {row['error']} |" + " |" * len(TABLE_COLUMNS))
+                continue
             if row is None or not row.get("available", False):
                 reason = results["methods"].get(name, {}).get("reason") or "no result"
                 lines.append(f"| {name} | not available: {reason} |" + " |" * len(TABLE_COLUMNS))
@@ -115,13 +119,18 @@ def markdown_report(results: dict) -> str:
         lines.append("## Cross-reenactment (portrait driven by another person's clip, relative motion)")
         lines.append("")
         lines.append("CSIM of the output to the source portrait; Pearson r of mouth / eye opening measured by "
-                     "dlib on the output vs the driver's tracked landmarks (copy is constant: r undefined).")
+                     "dlib on the output vs the driver's tracked landmarks (copy is static: its r is the noise "
+                     "floor). 'target' columns: the same r on the retargeted landmarks themselves, i.e. what "
+                     "motion transfer asked for before any rendering.")
         lines.append("")
         lines.append("| method | " + " | ".join(h for _, h, _ in CROSS_COLUMNS) + " | pairs |")
         lines.append("|---" * (len(CROSS_COLUMNS) + 2) + "|")
         for name, row in results.get("cross_summary", {}).items():
+            if row.get("error"):
+                lines.append(f"| {name} | failed: {row['error']} |" + " |" * len(CROSS_COLUMNS))
+                continue
             if not row.get("available", False):
-                lines.append(f"| {name} | not available | | | |")
+                lines.append(f"| {name} | not available |" + " |" * len(CROSS_COLUMNS))
                 continue
             lines.append(f"| {name} | " + " | ".join(_fmt(row.get(k), f) for k, _, f in CROSS_COLUMNS)
                          + f" | {row.get('pairs', 0)} |")
@@ -140,7 +149,7 @@ def markdown_report(results: dict) -> str:
     for c in results["clips"]:
         for t, per in (c.get("results") or {}).items():
             for name, row in per.items():
-                if row.get("available"):
+                if row.get("available") and not row.get("error"):
                     lines.append(f"| {Path(c['clip']).name} | {t} | {name} | {_fmt(row.get('ssim'), '{:.3f}')} | "
                                  f"{_fmt(row.get('l1'), '{:.4f}')} | {_fmt(row.get('csim'), '{:.3f}')} | "
                                  f"{_fmt(row.get('akd'), '{:.2f}')} |")

@@ -182,10 +182,11 @@ def _summarize(clips: list[dict], shots: list[int], methods: list[str]) -> dict:
     for t in shots:
         out[str(t)] = {}
         for name in methods:
-            rows = [c["results"][str(t)][name] for c in clips
-                    if not c.get("error") and c["results"].get(str(t), {}).get(name, {}).get("available")]
+            cells = [c["results"].get(str(t), {}).get(name, {}) for c in clips if not c.get("error")]
+            rows = [r for r in cells if r.get("available") and not r.get("error")]
             if not rows:
-                out[str(t)][name] = {"available": False}
+                errors = [r["error"] for r in cells if r.get("error")]
+                out[str(t)][name] = {"available": bool(errors), "error": errors[0]} if errors else {"available": False}
                 continue
             row: dict = {"available": True, "clips": len(rows)}
             for key in SELF_METRICS:
@@ -198,9 +199,11 @@ def _summarize(clips: list[dict], shots: list[int], methods: list[str]) -> dict:
 def _summarize_cross(cross: list[dict], methods: list[str]) -> dict:
     out: dict = {}
     for name in methods:
-        rows = [c["results"][name] for c in cross if not c.get("error") and c["results"].get(name, {}).get("available")]
+        cells = [c["results"].get(name, {}) for c in cross if not c.get("error")]
+        rows = [r for r in cells if r.get("available") and not r.get("error")]
         if not rows:
-            out[name] = {"available": False}
+            errors = [r["error"] for r in cells if r.get("error")]
+            out[name] = {"available": bool(errors), "error": errors[0]} if errors else {"available": False}
             continue
         row: dict = {"available": True, "pairs": len(rows)}
         for key in CROSS_METRICS:
