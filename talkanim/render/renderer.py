@@ -163,7 +163,7 @@ class FaceRenderer:
         hi = F.grid_sample(self._texture.expand(b, -1, -1, -1), tex_grid, mode="bilinear",
                            padding_mode="border", align_corners=True)
         if delta is not None:
-            hi = hi + F.grid_sample(delta, patch_grid, mode="bilinear", padding_mode="border", align_corners=True)
+            hi = self._add_correction(hi, delta, patch_grid)
         reg = self.region
         if hi.shape[-2:] != (reg.height, reg.width):
             hi = F.interpolate(hi, size=(reg.height, reg.width), mode="bilinear", align_corners=False)
@@ -172,6 +172,29 @@ class FaceRenderer:
         frames = np.repeat(self.image[None], b, axis=0)
         frames[:, reg.y0:reg.y1, reg.x0:reg.x1] = patches
         return frames
+
+    def _add_correction(self, hi: torch.Tensor, delta: torch.Tensor, patch_grid: torch.Tensor) -> torch.Tensor:
+        """hi + delta upsampled to paste resolution, only over the rows/columns where delta != 0
+        (the mouth fill touches a small box; a network may touch everything)."""
+        active = delta.abs().amax(dim=(0, 1)) > 0  # (S, S)
+        rows = torch.nonzero(active.any(dim=1)).flatten()
+        cols = torch.nonzero(active.any(dim=0)).flatten()
+        if rows.numel() == 0:
+            return hi
+        s = self.size
+        lo_x, hi_x = (float(cols[0]) - 1.0) * 2 / (s - 1) - 1, (float(cols[-1]) + 1.0) * 2 / (s - 1) - 1
+        lo_y, hi_y = (float(rows[0]) - 1.0) * 2 / (s - 1) - 1, (float(rows[-1]) + 1.0) * 2 / (s - 1) - 1
+        gx, gy = self._patch_grid[0, 0, :, 0], self._patch_grid[0, :, 0, 1]
+        cx = torch.nonzero((gx >= lo_x) & (gx <= hi_x)).flatten()
+        cy = torch.nonzero((gy >= lo_y) & (gy <= hi_y)).flatten()
+        if cx.numel() == 0 or cy.numel() == 0:
+            return hi
+        c0, c1, r0, r1 = int(cx[0]), int(cx[-1]) + 1, int(cy[0]), int(cy[-1]) + 1
+        sub = F.grid_sample(delta, patch_grid[:, r0:r1, c0:c1], mode="bilinear",
+                            padding_mode="border", align_corners=True)
+        hi = hi.clone() if hi.requires_grad else hi
+        hi[..., r0:r1, c0:c1] += sub
+        return hi
 
     def render(self, target_points: np.ndarray, target_pupils: np.ndarray | None = None, *,
                refine: RefineFn | None = None) -> np.ndarray:

@@ -25,7 +25,7 @@ from scipy.spatial import Delaunay
 FOREHEAD_LIFT = 0.45
 NUM_RING = 16
 NUM_EDGE = 4  # anchors per crop side (corners included once)
-RING_FRACTION = 0.8  # ring radius as a fraction of the crop's half side
+RING_FRACTION = 0.7  # ring radius / crop half side; measured 0.6: SSIM .734, 0.7: .736, 0.8: .722
 
 
 def extend_points(points: np.ndarray) -> np.ndarray:
