@@ -179,7 +179,7 @@ def test_several_faces_uses_largest_and_says_so(tmp_path, astronaut, short_drive
     stderr = proc.stderr.decode().lower()
     assert "2 faces" in stderr and "largest" in stderr and "--face-index" in stderr
     proc = run_cli("animate", group, short_driver, "-o", tmp_path / "g2.mp4", "--face-index", "5")
-    assert proc.returncode == 3
+    assert proc.returncode == 2
     assert "face-index" in error_line(proc).lower()
     assert not (tmp_path / "g2.mp4").exists()
 
