@@ -41,8 +41,10 @@ def _segments() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 _STARTS, _ENDS, _COLOURS = _segments()
 NUM_SEGMENTS = len(_STARTS)
 
-# Keep the (batch, segments, pixels) distance tensor under this many elements per chunk.
-_CHUNK_ELEMENTS = 1 << 24
+# Elements of the (batch, segments, pixels) distance tensor per chunk: small enough on the CPU
+# to stay in cache (measured 3-4x faster than one big chunk at 128 px), large on GPUs.
+_CHUNK_ELEMENTS = 1 << 18
+_CHUNK_ELEMENTS_GPU = 1 << 24
 
 
 def _pixel_grid(size: int, device, dtype) -> torch.Tensor:
@@ -52,13 +54,21 @@ def _pixel_grid(size: int, device, dtype) -> torch.Tensor:
     return torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=-1)
 
 
-def _segment_distance(p: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Distance from pixels p (N, 2) to segments a->b (B, K, 2): (B, K, N)."""
-    ab = (b - a).unsqueeze(2)  # (B,K,1,2)
-    ap = p.view(1, 1, -1, 2) - a.unsqueeze(2)  # (B,K,N,2)
-    t = (ap * ab).sum(-1) / (ab * ab).sum(-1).clamp_min(1e-6)
-    closest = ab * t.clamp(0, 1).unsqueeze(-1)
-    return (ap - closest).norm(dim=-1)
+def _segment_distance2(p: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Squared distance from pixels p (N, 2) to segments a->b (B, K, 2): (B, K, N).
+
+    Written per coordinate with in-place ops: this is the sketch's whole cost, and it is
+    memory-bound, so fewer (B, K, N) temporaries is what makes it fast.
+    """
+    ab = b - a
+    abx, aby = ab[..., 0:1], ab[..., 1:2]  # (B,K,1)
+    inv_len2 = 1.0 / (abx * abx + aby * aby).clamp_min(1e-6)
+    dx = p[:, 0].view(1, 1, -1) - a[..., 0:1]  # (B,K,N)
+    dy = p[:, 1].view(1, 1, -1) - a[..., 1:2]
+    t = (dx * abx).add_(dy * aby).mul_(inv_len2).clamp_(0, 1)
+    dx.sub_(t * abx)
+    dy.sub_(t.mul_(aby))
+    return dx.mul_(dx).add_(dy.mul_(dy))
 
 
 @torch.no_grad()
@@ -82,10 +92,12 @@ def draw_sketch(points: torch.Tensor, size: int, pupils: torch.Tensor | None = N
     a, b = points[:, starts], points[:, ends]  # (B,K,2)
     grid = _pixel_grid(size, device, dtype)
     out = torch.empty(batch, 3, size * size, device=device, dtype=dtype)
-    chunk = max(1, _CHUNK_ELEMENTS // max(1, batch * NUM_SEGMENTS))
+    budget = _CHUNK_ELEMENTS if device.type == "cpu" else _CHUNK_ELEMENTS_GPU
+    chunk = max(1, budget // max(1, batch * NUM_SEGMENTS))
     for lo in range(0, size * size, chunk):
         p = grid[lo:lo + chunk]
-        dist, nearest = _segment_distance(p, a, b).min(dim=1)  # (B,N)
+        dist2, nearest = _segment_distance2(p, a, b).min(dim=1)  # (B,N)
+        dist = dist2.sqrt_()
         # Soft edge: full intensity within half_width, linear fall-off over the next pixel.
         ink = (half_width + 0.5 - dist).clamp(0, 1)
         colour = colours[nearest]  # (B,N,3)
