@@ -199,3 +199,24 @@ def test_unknown_method_and_bad_input(tmp_path):
         evaluate([], tmp_path, methods=["copy"])
     with pytest.raises(InputError, match="no clip could be evaluated"):
         evaluate([tmp_path / "missing.mp4"], tmp_path / "o", shots=[1], methods=["copy"])
+
+
+def test_model_method_plugs_in(data_dir, tmp_path):
+    """paper/hybrid run when a weights file exists (an untrained tiny model here), feed-forward."""
+    from talkanim.evaluate.methods import ModelMethod, Shot
+    from talkanim.evaluate.protocol import _face_at, load_clip
+    from talkanim.landmarks import make_detector
+    from talkanim.model import TalkingHeadModel, preset
+
+    clip = load_clip(data_dir / MOVING_CLIP, {0, 70, 80}, make_detector("dlib"), last=80)
+    shots = [Shot(clip.frames[0], _face_at(clip, 0), 0)]
+    targets = clip.track.points[[70, 80]]
+    for mode in ("paper", "hybrid"):
+        path = tmp_path / f"{mode}.safetensors"
+        TalkingHeadModel(preset("tiny", mode), discriminator=False).save(path)
+        method = ModelMethod(mode, path)
+        assert method.unavailable_reason() is None
+        frames = method.prepare(shots).generate(targets, None, np.zeros(2, int))
+        assert frames.shape == (2, *clip.frames[0].shape) and frames.dtype == np.uint8
+        wrong = ModelMethod("hybrid" if mode == "paper" else "paper", path)
+        assert f"holds a '{mode}' model" in wrong.unavailable_reason()

@@ -139,23 +139,28 @@ class _WarpAnimator:
 def default_weights(mode: str) -> Path | None:
     """The shipped weights file for `mode` ("paper" or "hybrid"), or None.
 
-    Looked up as package data first (what an installed package has), then in the checkout's
-    `weights/` folder.
+    Package data first (`talkanim/weights/*<mode>*.safetensors`, what an installed package
+    has), then the checkout's top-level `weights/` folder. The model file itself says which
+    mode it is; `ModelMethod` checks that.
     """
-    names = (f"{mode}.safetensors", f"talkanim-{mode}.safetensors", f"{mode}_model.safetensors")
+    folders = []
     try:
-        pkg = importlib.resources.files("talkanim") / "weights"
-        for name in names:
-            candidate = pkg / name
-            if candidate.is_file():
-                return Path(str(candidate))
+        folders.append(Path(str(importlib.resources.files("talkanim") / "weights")))
     except (ModuleNotFoundError, FileNotFoundError, NotADirectoryError):
         pass
-    repo_weights = Path(__file__).resolve().parents[2] / "weights"
-    for name in names:
-        if (repo_weights / name).is_file():
-            return repo_weights / name
+    folders.append(Path(__file__).resolve().parents[2] / "weights")
+    for folder in folders:
+        if folder.is_dir():
+            found = sorted(p for p in folder.glob("*.safetensors") if mode in p.name)
+            if found:
+                return found[0]
     return None
+
+
+def _weights_file(path: Path) -> Path:
+    """A weights file, or a training run folder holding model.safetensors."""
+    path = Path(path)
+    return path / "model.safetensors" if path.is_dir() else path
 
 
 @dataclass
@@ -164,18 +169,18 @@ class ModelMethod:
 
     weights: a `TalkingHeadModel` safetensors file; None looks for the shipped default.
     finetune_steps: few-shot fine-tuning budget passed to `talkanim.train.finetune` when that
-    function exists; 0 = feed-forward (embedding only).
+    function exists; 0 = feed-forward (embedding only), None = the library's default budget.
     """
 
     name: str
     weights: Path | None = None
-    finetune_steps: int = 0
+    finetune_steps: int | None = 0
     _model: object | None = field(default=None, repr=False)
     _reason: str | None = field(default=None, repr=False)
     _checked: bool = field(default=False, repr=False)
 
     def _path(self) -> Path | None:
-        return Path(self.weights) if self.weights else default_weights(self.name)
+        return _weights_file(self.weights) if self.weights else default_weights(self.name)
 
     def unavailable_reason(self) -> str | None:
         if self._checked:
@@ -188,7 +193,7 @@ class ModelMethod:
         try:
             from talkanim.model import TalkingHeadModel
 
-            model = TalkingHeadModel.from_weights(path, discriminator=self.finetune_steps > 0)
+            model = TalkingHeadModel.from_weights(path, discriminator=self.finetune_steps != 0)
         except Exception as err:  # any failure to load is reported, never fatal for the run
             self._reason = f"cannot load {path}: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
             return self._reason
@@ -218,20 +223,17 @@ class ModelMethod:
         images, points, pupils = torch.stack(crops), torch.stack(pts), torch.stack(pup)
         note = "feed-forward (no fine-tuning)"
         with torch.no_grad():
-            psi = model.generator.project(model.embed(images, points, pupils))
-        if self.finetune_steps > 0:
+            psi = model.generator.project(model.embed(images, points, pupils)[None])[0]
+        if self.finetune_steps is None or self.finetune_steps > 0:
             try:
-                from talkanim.train import finetune  # being written; optional
-            except ImportError:
-                note = "feed-forward (talkanim.train.finetune not available yet)"
+                from talkanim.train.finetune import finetune
+            except (ImportError, AttributeError):
+                note = "feed-forward (talkanim.train.finetune not available)"
             else:
-                result = finetune(model, images, points, pupils, steps=self.finetune_steps)
-                # finetune may return psi, (model, psi) or nothing (in-place); accept each
-                if isinstance(result, torch.Tensor):
-                    psi = result
-                elif isinstance(result, tuple) and result and isinstance(result[-1], torch.Tensor):
-                    psi = result[-1]
-                note = f"fine-tuned {self.finetune_steps} steps"
+                # steps None: the library's default budget (about a minute on this CPU)
+                tuned = finetune(model, images, points, pupils, steps=self.finetune_steps, device=device)
+                psi = tuned.adain_params
+                note = f"fine-tuned {tuned.steps} steps in {tuned.seconds:.0f} s"
         refine = model.refiner(psi.detach())
         return _ModelAnimator(renderers, refine, note)
 

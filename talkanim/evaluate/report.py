@@ -107,9 +107,15 @@ def markdown_report(results: dict) -> str:
             cells = [_fmt(row.get(k), f) for k, _, f in TABLE_COLUMNS]
             lines.append(f"| {name} | " + " | ".join(cells) + f" | {row.get('clips', 0)} |")
         paper = PAPER_REPORTED.get(t)
+        notes = sorted({f"{name}: {c['results'][str(t)][name]['note']}" for c in results["clips"]
+                        for name in cfg["methods"] if not c.get("error")
+                        and c["results"].get(str(t), {}).get(name, {}).get("note")})
         if paper:
             lines.append(f"| *paper (theirs, VoxCeleb1)* | {paper['ssim']:.2f} | – | – | {paper['csim']:.2f}¹ | – "
                          f"| – | – | – | – | FID {paper['fid']} |")
+        if notes:
+            lines.append("")
+            lines.append("Notes: " + "; ".join(notes))
         lines.append("")
     lines.append("¹ Zakharov et al. 2019, Table 1 (fine-tuned, VoxCeleb1), as reported in their paper — their "
                  "numbers, their data and their face-recognition network, not measured here. Their CSIM uses a "

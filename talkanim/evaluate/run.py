@@ -55,7 +55,7 @@ def evaluate(
     log: Log | None = None,
     csim_frames: int = 8,
     weights: dict[str, Path] | None = None,
-    finetune_steps: int = 0,
+    finetune_steps: int | None = 0,
     grid_rows: int = 4,
 ) -> EvaluationReport:
     """Run the quality protocol (DESIGN.md) and write report.md, results.json, chart.png, grid.png.
@@ -66,7 +66,8 @@ def evaluate(
     is reported as "not available: <reason>", never fatal. max_frames / every: subsample the
     driver part of each clip. csim_frames: driver frames per clip where CSIM is measured (dlib
     descriptors cost ~75 ms a face). weights: {"paper": path, "hybrid": path} overriding the
-    shipped weights; finetune_steps: few-shot fine-tuning budget for the neural methods.
+    shipped weights; finetune_steps: few-shot fine-tuning steps for the neural methods (0:
+    feed-forward, None: the library default, ~1 min per shot set on CPU).
     progress(stage, done, total) with stage "track", "self" or "cross"; log(line) for messages.
 
     A clip that cannot be used (unreadable, too short, no face) is listed with its error and
