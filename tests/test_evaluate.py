@@ -36,8 +36,6 @@ def test_metrics_on_synthetic_images():
 
 
 def test_region_masks_cover_mouth_and_eyes():
-    from talkanim.landmarks.measures import mouth_opening  # noqa: F401 - layout sanity below
-
     # a plausible frontal face on a 256 crop: take a mean-ish shape by normalizing and scaling
     pts = np.zeros((68, 2), np.float32)
     pts[36:42] = [[80, 100], [90, 95], [100, 95], [110, 100], [100, 105], [90, 105]]

@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 
 from talkanim.config import MotionConfig, TrackConfig
-from talkanim.errors import TalkanimError
 from talkanim.evaluate import metrics as M
 from talkanim.evaluate.identity import FaceAnalyzer, get_analyzer
 from talkanim.evaluate.methods import Animator, Method, Shot, make_method
@@ -363,4 +362,4 @@ def _error_line(err: BaseException) -> str:
 
 __all__ = ["ClipPlan", "Clip", "CrossResult", "SelfResult", "build_methods", "cross_reenact", "csim_subset",
            "load_clip", "nearest_shots", "normalize_shape", "plan_clip", "resolve_device", "score_frame",
-           "self_reenact", "TalkanimError", "_error_line"]
+           "self_reenact"]
