@@ -73,7 +73,9 @@ def animate(
     ] = None,
     landmarks: Landmarks = "auto",
     motion: Motion = "relative",
-    driver_ref: Annotated[int, typer.Option("--driver-ref", min=0, help="The driver's neutral frame.")] = 0,
+    driver_ref: Annotated[
+        Optional[int], typer.Option("--driver-ref", min=0, help="The driver's neutral frame. [default: frame 0 for the pose, the most neutral frames for the expression]")
+    ] = None,
     head_motion: Annotated[bool, typer.Option("--head-motion/--no-head-motion", help="Carry the driver's head motion.")] = True,
     size: Size = 256,
     face_index: FaceIndex = None,
@@ -135,7 +137,7 @@ def batch(
     from talkanim.io import is_image_path
 
     shard_pair = _parse_shard(shard)
-    config = _animate_config(landmarks, motion, 0, True, size, None, None, audio, False, device)
+    config = _animate_config(landmarks, motion, None, True, size, None, None, audio, False, device)
     with _command(quiet, debug) as ui:
         if sources == "-":
             paths = [line.strip() for line in sys.stdin if line.strip()]

@@ -36,7 +36,9 @@ class MotionConfig:
     """How driver landmarks become target landmarks on the source face."""
 
     mode: MotionMode = "relative"
-    driver_ref: int = 0  # index of the driver's neutral reference frame
+    # The driver's neutral reference frame. None: head pose from frame 0, expression from the
+    # driver's most neutral frames per region (mouth most closed, eyes typically open).
+    driver_ref: int | None = None
     head_motion: bool = True
 
 

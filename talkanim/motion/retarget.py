@@ -9,6 +9,13 @@ Relative mode (default, no identity leakage):
   target_t = H_t(source + d_src)       (head_motion=False: source + d_src)
 Absolute mode (the paper; the driver's face shape leaks): target_t = M(driver_t).
 
+Neutral references: with `driver_ref` unset, head motion is measured from the first frame, but
+expression is measured per region from the driver's most neutral frame for that region: the
+mouth and lower jaw from the frame where the mouth is most closed, the eyes and brows from a
+frame with typically open eyes (median eye opening). A driver that starts mid-word would
+otherwise make the portrait's mouth close past shut whenever the driver closes its own, and the
+mouth opening would run backwards. An explicit `driver_ref` is used for every region.
+
 Pupils: the driver's pupil is expressed in its eye's own frame (origin at the eye's corner
 midpoint, x along the corner-to-corner axis, unit = eye width) and placed at the same spot of
 the corresponding target eye.
@@ -22,11 +29,14 @@ import numpy as np
 
 from talkanim.config import MotionConfig
 from talkanim.errors import InputError
+from talkanim.landmarks.measures import eye_opening, mouth_opening
 from talkanim.landmarks.types import Face, LandmarkTrack
 from talkanim.motion.geometry import STABLE_POINTS, apply_transform, fit_similarity, invert
 
 EYE_CORNERS = ((36, 39), (42, 45))
 MOUTH = np.arange(48, 68)
+MOUTH_AND_JAW = np.r_[2:15, 48:68]  # the jaw follows the mouth when it opens
+EYES_AND_BROWS = np.r_[17:27, 36:48]
 # Mouth width is measured corner to corner (48-54), its height lip-centre to lip-centre.
 _MOUTH_W = (48, 54)
 
@@ -110,11 +120,25 @@ def transfer_pupils(driver_points: np.ndarray, driver_pupils: np.ndarray | None,
     return out.astype(np.float32)
 
 
+def _neutral_shape(normalized: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
+    """The driver's neutral face (68, 2), pose-normalized, assembled per region (module doc)."""
+    usable = np.flatnonzero(valid) if valid is not None and np.any(valid) else np.arange(len(normalized))
+    frames = normalized[usable]
+    neutral = frames[0].copy()
+    closed = int(np.argmin(mouth_opening(frames)))
+    neutral[MOUTH_AND_JAW] = frames[closed, MOUTH_AND_JAW]
+    eyes = eye_opening(frames).mean(axis=-1)
+    typical = int(np.argmin(np.abs(eyes - np.median(eyes))))
+    neutral[EYES_AND_BROWS] = frames[typical, EYES_AND_BROWS]
+    return neutral
+
+
 def retarget(source: Face, driver: LandmarkTrack, config: MotionConfig | None = None) -> MotionTrack:
     """Target landmarks (in the source image) for every driver frame.
 
-    `config.driver_ref` must index a frame of the driver (negative counts from the end, like
-    Python); out of range raises InputError. Invalid driver frames were already held by the
+    `config.driver_ref`, when set, must index a frame of the driver (negative counts from the
+    end, like Python); out of range raises InputError. Unset, neutral references are chosen per
+    region (module doc). Invalid driver frames were already held by the
     tracker and are used as they are.
     """
     config = config or MotionConfig()
@@ -122,7 +146,7 @@ def retarget(source: Face, driver: LandmarkTrack, config: MotionConfig | None = 
     if pts.ndim != 3 or pts.shape[1:] != (68, 2) or len(pts) == 0:
         raise InputError(f"driver track must hold (N, 68, 2) points, got {pts.shape}")
     n = len(pts)
-    ref_index = int(config.driver_ref)
+    ref_index = 0 if config.driver_ref is None else int(config.driver_ref)
     if not -n <= ref_index < n:
         raise InputError(f"--driver-ref {ref_index} is out of range: the driver has {n} frames")
     ref = pts[ref_index]
@@ -142,7 +166,8 @@ def retarget(source: Face, driver: LandmarkTrack, config: MotionConfig | None = 
         q = _fit_batch(ref[STABLE_POINTS], pts[:, STABLE_POINTS])  # (N, 3, 3)
         q_inv = np.linalg.inv(q)
         normalized = np.einsum("nij,nkj->nki", q_inv[:, :2, :2], pts) + q_inv[:, None, :2, 2]
-        delta = normalized - ref  # (N, 68, 2), driver ref frame
+        neutral = ref if config.driver_ref is not None else _neutral_shape(normalized, driver.valid)
+        delta = normalized - neutral  # (N, 68, 2), driver ref frame
         lin = m[:2, :2]
         delta_src = delta @ lin.T  # into source frame, similarity-scaled
         # Per-region proportions: a source whose mouth is wider relative to its face than the
