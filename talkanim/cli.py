@@ -35,7 +35,10 @@ app = typer.Typer(
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
-STAGE_LABELS = {"track": "tracking driver", "render": "rendering", "batch": "portraits"}
+STAGE_LABELS = {
+    "track": "tracking driver", "render": "rendering", "batch": "portraits",
+    "self": "self-reenactment", "cross": "cross-reenactment",
+}
 
 
 class Terminated(BaseException):
@@ -203,6 +206,46 @@ def landmarks_command(
             _print_json(summary)
         else:
             ui.log(f"wrote {out}: {summary['frames']} frames ({summary['frames_without_face']} without a face)")
+
+
+@app.command()
+def evaluate(
+    videos: Annotated[list[Path], typer.Argument(help="Same-person clips of people not in training.", show_default=False)],
+    out_dir: Annotated[Path, typer.Option("--output", "-o", help="Folder for report.md, results.json, chart.png, grid.png.")] = Path("report"),
+    shots: Annotated[str, typer.Option("--shots", help="Numbers of shots T, comma-separated.")] = "1,8,32",
+    methods: Annotated[str, typer.Option("--methods", help="Comma-separated: copy, warp, paper, hybrid.")] = "copy,warp,paper,hybrid",
+    portraits: Annotated[Optional[list[Path]], typer.Option("--portrait", help="Portraits for cross-reenactment (repeatable).")] = None,
+    max_frames: Annotated[Optional[int], typer.Option("--max-frames", min=1, help="Driver frames scored per clip.")] = None,
+    every: Annotated[int, typer.Option("--every", min=1, help="Score every N-th driver frame.")] = 1,
+    finetune_steps: Annotated[int, typer.Option("--finetune-steps", min=0, help="Few-shot fine-tuning steps for paper/hybrid (0: feed-forward).")] = 0,
+    csim_frames: Annotated[int, typer.Option("--csim-frames", min=1, help="Frames per clip where CSIM is measured.")] = 8,
+    device: Device = "auto",
+    json_out: Json = False,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Score methods against real frames (self-reenactment) and across people.
+
+    Example: talkanim evaluate clip1.mp4 clip2.mp4 --shots 1,8 --methods copy,warp -o report/
+    """
+    from talkanim.evaluate import evaluate as run_evaluation
+
+    try:
+        shot_counts = [int(t) for t in shots.split(",") if t.strip()]
+    except ValueError:
+        _usage_error(f"--shots wants comma-separated numbers, e.g. 1,8,32 (got {shots!r})")
+    method_names = [m.strip() for m in methods.split(",") if m.strip()]
+    with _command(quiet, debug) as ui:
+        report = run_evaluation(
+            videos, out_dir, shots=shot_counts, methods=method_names, max_frames=max_frames,
+            every=every, portraits=portraits or [], device=device, progress=ui.progress,
+            log=ui.log, csim_frames=csim_frames, finetune_steps=finetune_steps,
+        )
+        ui.finish()
+        if json_out:
+            _print_json(report.results)
+        else:
+            ui.log(f"wrote {report.report_md} ({report.seconds:.0f} s)")
 
 
 # -- helpers --------------------------------------------------------------------------------
