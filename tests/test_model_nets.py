@@ -218,3 +218,24 @@ def test_overfits_one_real_crop(astronaut):
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.6 * losses[0], losses
+
+
+def test_perceptual_loss_only_from_a_local_file(tmp_path):
+    from torch import nn
+
+    from talkanim.errors import WeightsError
+    from talkanim.model.losses import _VGG19, PerceptualLoss
+    from talkanim.model.weights import save_weights
+
+    with pytest.raises(WeightsError, match="not found"):
+        PerceptualLoss(str(tmp_path / "vgg19.safetensors"))
+    layers, cin = [], 3  # a randomly initialized VGG19 in torchvision's key layout
+    for v in _VGG19:
+        layers += [nn.MaxPool2d(2)] if v == "M" else [nn.Conv2d(cin, v, 3, padding=1), nn.ReLU()]
+        cin = v if v != "M" else cin
+    state = {f"features.{k}": v for k, v in nn.Sequential(*layers).state_dict().items()}
+    sha = save_weights(tmp_path / "vgg19.safetensors", state, {})
+    vgg = PerceptualLoss(str(tmp_path / "vgg19.safetensors"), sha)
+    a, b = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
+    assert vgg(a, a).item() == 0 and vgg(a, b).item() > 0
+    assert "vgg" in content_terms(a, b, perceptual=vgg)

@@ -20,8 +20,9 @@ from .sketch import region_mask
 
 @dataclass(frozen=True)
 class LossWeights:
-    """Loss weights. adv / fm / mch / vgg are the paper's; the pixel terms are ours, set so
-    that content (~0.05-0.2 unweighted) outweighs the adversarial term as VGG did there."""
+    """Loss weights. adv / fm / mch are the paper's. The pixel terms are ours, set so that
+    content (~0.05-0.2 unweighted) outweighs the adversarial term as VGG did there. `vgg` is
+    1.0 because `PerceptualLoss` averages its L1s; the paper's 1e-2 weighted summed ones."""
 
     adv: float = 1.0
     fm: float = 10.0
@@ -29,7 +30,7 @@ class LossWeights:
     l1: float = 20.0
     msssim: float = 5.0
     region: float = 20.0
-    vgg: float = 1e-2
+    vgg: float = 1.0
 
 
 def d_hinge_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
