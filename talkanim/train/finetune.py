@@ -152,8 +152,8 @@ def finetune(model: TalkingHeadModel, images: torch.Tensor, points: torch.Tensor
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(d_params, cfg.grad_clip)
             opt_d.step()
-        result.losses.append(float(loss))
-        result.l1.append(float(terms["l1"]))
+        result.losses.append(float(loss.detach()))
+        result.l1.append(float(terms["l1"].detach()))
         if progress is not None:
             progress(step + 1, steps, {"loss": result.losses[-1], "l1": result.l1[-1]})
 
@@ -197,10 +197,10 @@ def _to_model_size(images, points, pupils, size):
 
 @torch.no_grad()
 def _source_pool(images: torch.Tensor, points: torch.Tensor, hybrid: bool, warp_fn: WarpFn, seed: int,
-                 max_pairs: int = 64, jitters: int = 16) -> tuple[torch.Tensor, torch.Tensor | None]:
+                 max_pairs: int = 64, jitters: int = 16, neighbours: int = 2) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(target index (N,), warped source (N, 3, S, S) | None) for the fine-tuning steps.
 
-    Several shots: ordered pairs (target, other shot), at most `max_pairs`. One shot: `jitters`
+    Several shots: each target with its `neighbours` nearest other shots. One shot: `jitters`
     copies of it under random small similarity transforms, warped back onto its landmarks.
     """
     t = images.shape[0]
@@ -208,7 +208,12 @@ def _source_pool(images: torch.Tensor, points: torch.Tensor, hybrid: bool, warp_
         return torch.arange(t), None
     rng = np.random.default_rng(seed)
     if t > 1:
-        pairs = [(i, j) for i in range(t) for j in range(t) if i != j]
+        # Each target with its nearest other shots: at use time the hybrid warps from the shot
+        # nearest each frame, so small pose gaps are what it must learn to fix.
+        near = min(neighbours, t - 1)
+        p = points.unsqueeze(0).expand(t, -1, -1, -1)
+        order = [[int(j) for j in _pose_order(p[i], points[i]) if j != i][:near] for i in range(t)]
+        pairs = [(i, j) for i in range(t) for j in order[i]]
         if len(pairs) > max_pairs:
             pairs = [pairs[k] for k in sorted(rng.choice(len(pairs), max_pairs, replace=False))]
         tgt = torch.tensor([i for i, _ in pairs])
@@ -221,6 +226,15 @@ def _source_pool(images: torch.Tensor, points: torch.Tensor, hybrid: bool, warp_
     tgt = torch.zeros(jitters, dtype=torch.long)
     warped = warp_fn(src_img, src_pts, points[0].expand(jitters, -1, -1))
     return tgt, warped.cpu()
+
+
+def _pose_order(shot_points: torch.Tensor, target_points: torch.Tensor) -> torch.Tensor:
+    """Shot indices sorted by pose/expression distance to the target (nearest first)."""
+    def normalize(p):
+        p = p - p.mean(dim=-2, keepdim=True)
+        return p / p.pow(2).sum(dim=(-1, -2), keepdim=True).sqrt().clamp_min(1e-6)
+    d = (normalize(shot_points) - normalize(target_points)).pow(2).sum(dim=(-1, -2))
+    return d.argsort()
 
 
 def _jitter(image: torch.Tensor, points: torch.Tensor, size: int, rng: np.random.Generator,

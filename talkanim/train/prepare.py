@@ -271,6 +271,14 @@ def _iter_frames(video: Path) -> Iterator[np.ndarray]:
 
 
 def _video_info(video: Path) -> tuple[float, tuple[int, int]]:
+    """(fps, (width, height)) of the frames `_iter_frames` yields."""
+    try:
+        from talkanim.io.video import probe_video
+    except ImportError:
+        probe_video = None
+    if probe_video is not None:
+        info = probe_video(video)
+        return float(info.fps or 25.0), (int(info.width), int(info.height))
     import imageio_ffmpeg
 
     reader = imageio_ffmpeg.read_frames(str(video))
