@@ -118,6 +118,8 @@ class DlibDetector:
         if self._cnn is None:
             self._cnn = self._dlib.cnn_face_detection_model_v1(str(self._folder / "mmod_human_face_detector.dat"))
         small, s = _shrink(image, _CNN_MAX_SIDE)
+        if min(small.shape[:2]) < 16:
+            return []  # far below the ~80 px MMOD window, and dlib's convolutions raise on it
         out = []
         for d in self._cnn(np.ascontiguousarray(small), 0):
             if d.confidence >= _CNN_MIN_CONFIDENCE:
