@@ -30,6 +30,7 @@ from talkanim.landmarks import (
 )
 from talkanim.landmarks.types import Face, LandmarkTrack
 from talkanim.motion import MotionTrack, retarget
+from talkanim.neural import NeuralFace
 from talkanim.render import FaceRenderer, make_preview
 
 # progress(stage, done, total): stage is "track" or "render"; total may be None when unknown.
@@ -175,10 +176,13 @@ def animate(
     if not isinstance(driver, Driver):
         driver = load_driver(driver_path, session=session, progress=progress)
     motion = retarget(face, driver.track, config.motion)
+    device = _torch_device(config.device)
+    neural = _neural_face(image, face, session, device, progress)
+    refine = neural.refine if neural else None
 
     fps = config.fps or driver.track.fps
     frame_indices = _resample_indices(driver.track.num_frames, driver.track.fps, fps)
-    renderer = FaceRenderer(image, face, config.render, device=_torch_device(config.device))
+    renderer = FaceRenderer(image, face, config.render, device=device)
     audio_from = driver.path if (config.audio and driver.has_audio) else None
 
     height, width = image.shape[:2]
@@ -189,7 +193,7 @@ def animate(
         driver_frames = _driver_frames(driver, frame_indices) if preview else None
         for start in range(0, len(frame_indices), RENDER_BATCH):
             chunk = frame_indices[start : start + RENDER_BATCH]
-            frames = renderer.render_batch(motion.points[chunk], motion.pupils[chunk])
+            frames = renderer.render_batch(motion.points[chunk], motion.pupils[chunk], refine=refine)
             for frame in frames:
                 if driver_frames is not None:
                     frame = make_preview(image, next(driver_frames), frame)
@@ -210,9 +214,26 @@ def animate(
         audio=audio_from is not None,
         driver_frames_without_face=driver.track.num_missing,
         landmarks=driver.track.backend,
-        model="none",
+        model=neural.mode if neural else "none",
         seconds=round(time.perf_counter() - started, 3),
     )
+
+
+def _neural_face(image, face, session: Session, device: str, progress) -> "NeuralFace | None":
+    """The model fine-tuned on this portrait (and its extra shots), or None for warp only."""
+    from talkanim import neural
+
+    config = session.config
+    mode = neural.wanted_mode(config.neural)
+    if mode is None:
+        if session.log and config.neural.model == "auto":
+            session.log("model: none (no neural weights installed; warp only)")
+        return None
+    pictures = [(image, face)]
+    for path in config.neural.shots:
+        shot = load_image(_existing_file(path, "shot"))
+        pictures.append((shot, detect_face(shot, session.detector, name=str(path), log=session.log)))
+    return neural.prepare(mode, pictures, config, device=device, log=session.log, progress=progress)
 
 
 def animate_batch(

@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from talkanim.config import AnimateConfig, MotionConfig, RenderConfig, TrackConfig
+from talkanim.config import AnimateConfig, MotionConfig, NeuralConfig, RenderConfig, TrackConfig
 from talkanim.errors import InputError, TalkanimError
 
 app = typer.Typer(
@@ -36,7 +36,7 @@ EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 STAGE_LABELS = {
-    "track": "tracking driver", "render": "rendering", "batch": "portraits",
+    "track": "tracking driver", "finetune": "fine-tuning", "render": "rendering", "batch": "portraits",
     "self": "self-reenactment", "cross": "cross-reenactment",
 }
 
@@ -60,6 +60,13 @@ FaceIndex = Annotated[
     Optional[int], typer.Option("--face-index", min=0, help="Which face of the portrait, by size (0 = largest).")
 ]
 Device = Annotated[str, typer.Option("--device", help="auto (CUDA when available), cpu or cuda.")]
+Model = Annotated[
+    str, typer.Option("--model", help="hybrid (warp + neural correction), paper (neural painting), none (warp only); auto: hybrid when weights are installed.")
+]
+Weights = Annotated[Optional[Path], typer.Option("--weights", help="Model weights (.safetensors) or a training run folder. [default: the shipped weights]")]
+FinetuneSteps = Annotated[
+    Optional[int], typer.Option("--finetune-steps", min=0, help="Few-shot fine-tuning steps (0: feed-forward). [default: about a minute on a CPU]")
+]
 
 
 def main() -> None:
@@ -85,6 +92,13 @@ def animate(
     fps: Annotated[Optional[float], typer.Option("--fps", min=1.0, help="Output frame rate. [default: the driver's]")] = None,
     audio: Annotated[bool, typer.Option("--audio/--no-audio", help="Copy the driver's audio.")] = True,
     preview: Annotated[bool, typer.Option("--preview", help="Show source | driver | result side by side.")] = False,
+    model: Model = "auto",
+    weights: Weights = None,
+    shot: Annotated[Optional[list[Path]], typer.Option("--shot", help="Another picture of the same person (repeatable).")] = None,
+    shots_dir: Annotated[Optional[Path], typer.Option("--shots", help="A folder of more pictures of the same person.")] = None,
+    finetune_steps: FinetuneSteps = None,
+    person: Annotated[Optional[Path], typer.Option("--person", help="A person saved with --save-person: no fine-tuning.")] = None,
+    save_person: Annotated[Optional[Path], typer.Option("--save-person", help="Save the fine-tuned person (.safetensors).")] = None,
     device: Device = "auto",
     json_out: Json = False,
     quiet: Quiet = False,
@@ -100,6 +114,11 @@ def animate(
         _usage_error("--json and -o - both want stdout; choose one")
     config = _animate_config(landmarks, motion, driver_ref, head_motion, size, face_index, fps, audio, preview, device)
     with _command(quiet, debug) as ui:
+        config.neural = NeuralConfig(
+            model=_choice("--model", model, ("auto", "hybrid", "paper", "none")),
+            weights=weights, shots=tuple(shot or ()) + _folder_images(shots_dir),
+            finetune_steps=finetune_steps, person=person, save_person=save_person,
+        )
         session = api.Session(config, log=ui.log)
         result = api.animate(source, driver, output, session=session, progress=ui.progress)
         ui.finish()
@@ -126,6 +145,9 @@ def batch(
     motion: Motion = "relative",
     size: Size = 256,
     audio: Annotated[bool, typer.Option("--audio/--no-audio", help="Copy the driver's audio.")] = True,
+    model: Model = "auto",
+    weights: Weights = None,
+    finetune_steps: FinetuneSteps = None,
     device: Device = "auto",
     json_out: Json = False,
     quiet: Quiet = False,
@@ -141,6 +163,10 @@ def batch(
 
     shard_pair = _parse_shard(shard)
     config = _animate_config(landmarks, motion, None, True, size, None, None, audio, False, device)
+    config.neural = NeuralConfig(
+        model=_choice("--model", model, ("auto", "hybrid", "paper", "none")),
+        weights=weights, finetune_steps=finetune_steps,
+    )
     with _command(quiet, debug) as ui:
         if sources == "-":
             paths = [line.strip() for line in sys.stdin if line.strip()]
@@ -264,9 +290,21 @@ def _animate_config(landmarks, motion, driver_ref, head_motion, size, face_index
     )
 
 
-def _choice(option: str, value: str, allowed: tuple[str, ...]) -> None:
+def _choice(option: str, value: str, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         _usage_error(f"{option} must be one of {', '.join(allowed)} (got {value!r})")
+    return value
+
+
+def _folder_images(folder: Path | None) -> tuple[Path, ...]:
+    """The pictures of a --shots folder, sorted."""
+    from talkanim.io import is_image_path
+
+    if folder is None:
+        return ()
+    if not folder.is_dir():
+        raise InputError(f"--shots is not a folder: {folder}")
+    return tuple(p for p in sorted(folder.iterdir()) if p.is_file() and is_image_path(p))
 
 
 def _parse_shard(text: str) -> tuple[int, int]:

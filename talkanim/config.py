@@ -7,6 +7,7 @@ Defaults here are the defaults users get from the CLI.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 LandmarkBackendName = Literal["auto", "fan", "dlib"]
@@ -57,13 +58,26 @@ class RenderConfig:
 
 
 @dataclass
+class NeuralConfig:
+    """The neural refinement: which model, which shots of the person, how much fine-tuning."""
+
+    # auto: hybrid when weights ship with the install, else warp only (none).
+    model: ModelMode = "auto"
+    weights: Path | None = None  # a model file or training run folder instead of the shipped one
+    shots: tuple[Path, ...] = ()  # more pictures of the portrait's person
+    finetune_steps: int | None = None  # None: about a minute on a 2-core CPU, more on a GPU
+    person: Path | None = None  # reuse a fine-tuned person instead of fine-tuning again
+    save_person: Path | None = None  # store the fine-tuned person for --person
+
+
+@dataclass
 class AnimateConfig:
     """Everything `talkanim animate` decides."""
 
     track: TrackConfig = field(default_factory=TrackConfig)
     motion: MotionConfig = field(default_factory=MotionConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
-    model: ModelMode = "auto"
+    neural: NeuralConfig = field(default_factory=NeuralConfig)
     device: DeviceName = "auto"
     face_index: int | None = None  # None: the largest face
     fps: float | None = None  # None: the driver's fps

@@ -231,3 +231,73 @@ def test_batch_reports_bad_items_and_goes_on(tmp_path, astronaut, faceless_image
     statuses = sorted(json.loads(line)["status"] for line in proc.stdout.decode().splitlines())
     assert statuses == ["failed", "failed", "skipped", "skipped"]
     assert proc.returncode == 1
+
+
+# -- neural model ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def untrained_weights(tmp_path_factory) -> dict[str, Path]:
+    """Freshly initialised tiny models: the hybrid one is exactly the identity on the warp."""
+    from talkanim.model import TalkingHeadModel
+    from talkanim.model.config import preset
+
+    folder = tmp_path_factory.mktemp("weights")
+    paths = {}
+    for mode in ("hybrid", "paper"):
+        paths[mode] = folder / f"{mode}.safetensors"
+        TalkingHeadModel(preset("tiny", mode), num_videos=2).save(paths[mode])
+    return paths
+
+
+def test_hybrid_with_shots_saves_and_reuses_a_person(tmp_path, example_portrait, short_driver, untrained_weights):
+    from talkanim.io import iter_frames
+
+    person = tmp_path / "person.safetensors"
+    out = tmp_path / "hybrid.mp4"
+    proc = run_cli("animate", example_portrait, short_driver, "-o", out, "--weights", untrained_weights["hybrid"],
+                   "--finetune-steps", "2", "--shot", example_portrait, "--save-person", person, "--json")
+    assert proc.returncode == 0, proc.stderr.decode()
+    result = json.loads(proc.stdout)
+    assert result["model"] == "hybrid" and person.is_file()
+    assert "fine-tuned 2 steps on 2 shot(s)" in proc.stderr.decode()
+
+    reused = tmp_path / "reused.mp4"
+    proc = run_cli("animate", example_portrait, short_driver, "-o", reused, "--weights", untrained_weights["hybrid"],
+                   "--person", person, "--json")
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert "person loaded" in proc.stderr.decode()
+    assert abs(probe_video(reused).num_frames - 30) <= 1
+
+
+def test_untrained_hybrid_equals_warp_only(tmp_path, example_portrait, short_driver, untrained_weights):
+    """The hybrid network starts as the identity on the warp: feed-forward output == warp."""
+    outs = {}
+    for name, extra in (("none", ["--model", "none"]),
+                        ("hybrid", ["--weights", untrained_weights["hybrid"], "--finetune-steps", "0"])):
+        outs[name] = tmp_path / f"{name}.mp4"
+        proc = run_cli("animate", example_portrait, short_driver, "-o", outs[name], "-q", *extra)
+        assert proc.returncode == 0, proc.stderr.decode()
+    a = np.stack(list(iter_frames(outs["none"]))).astype(np.int16)
+    b = np.stack(list(iter_frames(outs["hybrid"]))).astype(np.int16)
+    assert np.abs(a - b).mean() < 0.5
+
+
+def test_paper_mode_runs(tmp_path, example_portrait, short_driver, untrained_weights):
+    out = tmp_path / "paper.mp4"
+    proc = run_cli("animate", example_portrait, short_driver, "-o", out, "--model", "paper",
+                   "--weights", untrained_weights["paper"], "--finetune-steps", "1", "--json")
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert json.loads(proc.stdout)["model"] == "paper"
+
+
+def test_weights_errors(tmp_path, example_portrait, short_driver, untrained_weights):
+    proc = run_cli("animate", example_portrait, short_driver, "-o", tmp_path / "a.mp4", "--weights", tmp_path / "nope.safetensors")
+    assert proc.returncode == 5 and "weights not found" in error_line(proc)
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(untrained_weights["hybrid"].read_bytes()[:5000])
+    proc = run_cli("animate", example_portrait, short_driver, "-o", tmp_path / "b.mp4", "--weights", truncated)
+    assert proc.returncode == 5, proc.stderr.decode()
+    error_line(proc)
+    proc = run_cli("animate", example_portrait, short_driver, "-o", tmp_path / "c.mp4", "--model", "paper",
+                   "--weights", untrained_weights["hybrid"])
+    assert proc.returncode == 5 and "not paper" in error_line(proc)
+    assert leftovers(tmp_path) == []
