@@ -85,7 +85,12 @@ def detect_face(
     image = _check_image(image)
     faces = detector.detect(image)
     if not faces:
-        raise NoFaceError(f"no face found in {name}")
+        # Detection runs on a copy shrunk to detect_max_side, where faces under ~40 px
+        # (eye corner to eye corner about 1/3 of that) are missed: say so, in picture pixels.
+        side = getattr(detector, "detect_max_side", None)
+        smallest = 40 * max(1.0, max(image.shape[:2]) / side) if side else None
+        hint = f" (faces smaller than about {smallest:.0f} px across are not detected)" if smallest else ""
+        raise NoFaceError(f"no face found in {name}{hint}")
     if face_index is not None:
         if not 0 <= face_index < len(faces):
             raise InputError(f"--face-index {face_index} is out of range: {len(faces)} face(s) found in {name}")
