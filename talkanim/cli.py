@@ -37,7 +37,7 @@ EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 STAGE_LABELS = {
     "track": "tracking driver", "finetune": "fine-tuning", "render": "rendering", "batch": "portraits",
-    "self": "self-reenactment", "cross": "cross-reenactment",
+    "self": "self-reenactment", "cross": "cross-reenactment", "prepare": "videos", "train": "training",
 }
 
 
@@ -272,6 +272,98 @@ def evaluate(
             _print_json(report.results)
         else:
             ui.log(f"wrote {report.report_md} ({report.seconds:.0f} s)")
+
+
+@app.command()
+def prepare(
+    videos: Annotated[list[Path], typer.Argument(help="Talking-head videos or folders of them.", show_default=False)],
+    out_dir: Annotated[Path, typer.Option("--output", "-o", help="Dataset folder (shards + manifest.json).")],
+    image_size: Annotated[int, typer.Option("--image-size", min=32, help="Face crop size in pixels.")] = 128,
+    frames_per_video: Annotated[int, typer.Option("--frames-per-video", min=2, help="Frames sampled from each video.")] = 32,
+    val_fraction: Annotated[float, typer.Option("--val-fraction", min=0.0, max=0.9, help="Share of identities held out for validation.")] = 0.2,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the train/validation split.")] = 0,
+    json_out: Json = False,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Turn talking-head videos into a training set: aligned face crops + landmarks per video.
+
+    Example: talkanim prepare ../shared/data/videos -o dataset/
+    """
+    from talkanim.train import prepare_dataset
+
+    with _command(quiet, debug) as ui:
+        report = prepare_dataset(
+            videos, out_dir, image_size=image_size, frames_per_video=frames_per_video,
+            val_fraction=val_fraction, seed=seed,
+            progress=lambda done, total, _message: ui.progress("prepare", done, total),
+        )
+        ui.finish()
+        for video, reason in report.skipped:
+            ui.log(f"skipped {video}: {reason}")
+        summary = {
+            "dataset": str(out_dir), "videos": len(report.videos), "train_videos": report.num_train,
+            "skipped": len(report.skipped), "identities": report.identities, "seconds": round(report.seconds, 1),
+        }
+        if json_out:
+            _print_json(summary)
+        else:
+            ui.log(f"wrote {report.manifest}: {len(report.videos)} videos ({report.num_train} train), "
+                   f"{len(report.skipped)} skipped")
+
+
+@app.command()
+def train(
+    dataset: Annotated[Path, typer.Argument(help="A folder written by `talkanim prepare`.", show_default=False)],
+    out_dir: Annotated[Path, typer.Option("--output", "-o", help="Run folder: checkpoints, log, model.safetensors.")],
+    preset: Annotated[str, typer.Option("--preset", help="Model size: tiny (CPU), small, paper (GPU).")] = "tiny",
+    mode: Annotated[str, typer.Option("--mode", help="hybrid or paper.")] = "hybrid",
+    image_size: Annotated[Optional[int], typer.Option("--image-size", min=32, help="Train at this crop size. [default: the preset's]")] = None,
+    shots: Annotated[int, typer.Option("--shots", min=1, help="T: frames embedded per episode.")] = 8,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Episodes per step and process.")] = 4,
+    max_steps: Annotated[int, typer.Option("--max-steps", min=1, help="Total optimizer steps.")] = 1000,
+    time_budget: Annotated[Optional[float], typer.Option("--time-budget", min=1.0, help="Stop and checkpoint after this many seconds.")] = None,
+    checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", min=1, help="Steps between checkpoints.")] = 200,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the run folder's last complete checkpoint.")] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of initialisation and episode sampling.")] = 0,
+    ema: Annotated[bool, typer.Option("--ema", help="Keep and export an exponential moving average of G.")] = False,
+    device: Device = "auto",
+    json_out: Json = False,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Meta-learn the embedder, generator and discriminator on a prepared dataset.
+
+    On several processes: torchrun --nproc-per-node 2 -m talkanim train dataset/ -o run/
+    """
+    import os
+
+    from talkanim.train import TrainConfig
+    from talkanim.train import train as run_training
+
+    _choice("--mode", mode, ("hybrid", "paper"))
+    _choice("--device", device, ("auto", "cpu", "cuda"))
+    rank = int(os.environ.get("RANK", "0"))
+    config = TrainConfig(
+        dataset=dataset, out_dir=out_dir, preset=preset, mode=mode, image_size=image_size, shots=shots,
+        batch_size=batch_size, max_steps=max_steps, time_budget_s=time_budget,
+        checkpoint_every=checkpoint_every, resume=resume, seed=seed, ema=ema, device=device,
+    )
+    with _command(quiet or rank != 0, debug) as ui:
+        result = run_training(config, progress=lambda step, total, _metrics: ui.progress("train", step, total))
+        ui.finish()
+        if rank != 0:
+            return
+        summary = {
+            "run": str(out_dir), "weights": str(result.weights), "step": result.step,
+            "steps_per_s": round(result.steps_per_s, 3), "stopped": result.stopped,
+            "held_start": result.held_start, "held_end": result.held_end,
+        }
+        if json_out:
+            _print_json(summary)
+        else:
+            ui.log(f"trained to step {result.step} ({result.stopped}, {result.steps_per_s:.2f} steps/s); "
+                   f"weights: {result.weights}")
 
 
 # -- helpers --------------------------------------------------------------------------------
