@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from talkanim.errors import NoFaceError
 from talkanim.io.atomic import atomic_output
 from talkanim.landmarks.types import LandmarkTrack
 from talkanim.render.crop import crop_image, face_crop_box
@@ -216,6 +217,8 @@ def _prepare_video(video: Path, tracker: Tracker, size: int, frames_per_video: i
         raise _Skip("file not found")
     try:
         track = tracker(video)
+    except NoFaceError:
+        raise _Skip("no face found") from None
     except Exception as exc:  # noqa: BLE001 - any reader/detector failure skips this video only
         raise _Skip(f"cannot track landmarks: {exc.__class__.__name__}: {exc}") from None
     valid = np.flatnonzero(np.asarray(track.valid, bool))
