@@ -308,25 +308,69 @@ def _run_parallel(todo, driver: Driver, config: AnimateConfig, workers: int) -> 
 
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = mp.get_context("spawn")  # torch and dlib are not fork-safe once used
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                             initargs=(config, threads)) as pool:
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                               initargs=(config, threads))
+    futures = []
+    try:
         futures = [pool.submit(_worker_animate, src, driver, out) for src, out in todo]
         for future in futures:
             yield future.result()
+    except BaseException:
+        # Ctrl-C, SIGTERM (or the caller stopped): drop what has not started, and stop the
+        # running portraits now -- SIGTERM makes a worker abort its writer (ffmpeg killed,
+        # temporary file deleted) -- instead of shutdown() waiting for every queued item.
+        for future in futures:
+            future.cancel()
+        _stop_workers(pool)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _stop_workers(pool, grace_s: float = 3.0) -> None:
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for proc in processes:
+        if proc.is_alive():
+            proc.terminate()
+    deadline = time.monotonic() + grace_s
+    for proc in processes:
+        proc.join(max(0.0, deadline - time.monotonic()))
+        if proc.is_alive():
+            proc.kill()
+            proc.join(1.0)
 
 
 _WORKER: dict = {}  # per-process state of a batch worker (lives only in worker processes)
 
 
 def _init_worker(config: AnimateConfig, threads: int) -> None:
+    import signal
+
     import torch
 
+    # Ctrl-C is the parent's to handle (it reaches the whole process group); SIGTERM from the
+    # parent stops the portrait being rendered, with its cleanup, and nothing after it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _worker_stop)
     torch.set_num_threads(threads)
     _WORKER["session"] = Session(config)
 
 
+def _worker_stop(signum, frame) -> None:
+    _WORKER["stop"] = True
+    if _WORKER.get("busy"):
+        raise KeyboardInterrupt  # unwinds animate(): the writer deletes its temporary file
+    os._exit(128 + signum)
+
+
 def _worker_animate(source: str, driver: Driver, out: Path) -> BatchItem:
-    return _animate_item(source, driver, out, _WORKER["session"])
+    if _WORKER.get("stop"):
+        return BatchItem(source, str(out), "failed", error="interrupted")
+    _WORKER["busy"] = True
+    try:
+        return _animate_item(source, driver, out, _WORKER["session"])
+    finally:
+        _WORKER["busy"] = False
 
 
 def _batch_outputs(sources: list[str], driver: str | Path, out_dir: Path) -> list[Path]:
