@@ -141,13 +141,13 @@ def test_finetune_hybrid_runs_for_one_and_many_shots(real_dataset):
         before = {k: v.clone() for k, v in model.generator.state_dict().items()}
         ff_psi = model.generator.project(model.embed(images[shots], points[shots], pupils[shots])[None])[0]
         ff = reconstruct(model, ff_psi, images[shots], points[shots], points[others], pupils[others])
-        tuned = finetune(model, images[shots], points[shots], pupils[shots], steps=20, device="cpu")
+        tuned = finetune(model, images[shots], points[shots], pupils[shots], steps=10, device="cpu")
         ft = reconstruct(model, tuned.adain_params, images[shots], points[shots], points[others], pupils[others])
 
         def region_l1(x):
             return float(((x - images[others]).abs() * mask).sum() / (3 * mask.sum()))
 
-        print(f"\nfine-tune hybrid (random init) T={len(shots)}: 20 steps {tuned.seconds:.1f}s; mouth/eye L1 "
+        print(f"\nfine-tune hybrid (random init) T={len(shots)}: 10 steps {tuned.seconds:.1f}s; mouth/eye L1 "
               f"{region_l1(ff):.4f} -> {region_l1(ft):.4f}")
         assert not torch.equal(tuned.adain_params, ff_psi)
         changed = [k for k, v in model.generator.state_dict().items() if not torch.equal(v, before[k])]
