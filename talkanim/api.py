@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -182,7 +182,9 @@ def animate(
 
     fps = config.fps or driver.track.fps
     frame_indices = _resample_indices(driver.track.num_frames, driver.track.fps, fps)
-    renderer = FaceRenderer(image, face, config.render, device=device)
+    # The network was trained on the plain warp and paints the mouth interior itself.
+    render_config = replace(config.render, mouth_fill=False) if neural else config.render
+    renderer = FaceRenderer(image, face, render_config, device=device)
     audio_from = driver.path if (config.audio and driver.has_audio) else None
 
     height, width = image.shape[:2]
@@ -193,7 +195,8 @@ def animate(
         driver_frames = _driver_frames(driver, frame_indices) if preview else None
         for start in range(0, len(frame_indices), RENDER_BATCH):
             chunk = frame_indices[start : start + RENDER_BATCH]
-            frames = renderer.render_batch(motion.points[chunk], motion.pupils[chunk], refine=refine)
+            # one reused full frame: only the moving window is written (no portrait copy per frame)
+            frames = renderer.render_frames(motion.points[chunk], motion.pupils[chunk], refine=refine)
             for frame in frames:
                 if driver_frames is not None:
                     frame = make_preview(image, next(driver_frames), frame)

@@ -12,7 +12,7 @@ Corrections computed at S (mouth fill, the `refine` hook) are added as
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -24,11 +24,15 @@ from talkanim.landmarks.types import Face
 from talkanim.motion.retarget import transfer_pupils
 from talkanim.render.crop import CropBox, crop_image, face_crop_box
 from talkanim.render.mouth import MouthFiller
-from talkanim.render.paste import feather_mask, paste_region, region_texture, to_tensor, to_uint8
+from talkanim.render.paste import feather_mask, paste_region, region_texture, to_tensor
 from talkanim.render.warp import RING_FRACTION, PiecewiseAffineWarp, extend_points, fixed_anchors, to_normalized
 
 # refine(warped (B,3,S,S) in [0,1], target points (B,68,2) crop px at S, target pupils (B,2,2) crop px)
 RefineFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+# S pixels the map may move and still count as the identity (1/1000 px: float noise of the solve)
+_MOVED = 1e-3
 
 
 def _eye_centres(points: np.ndarray) -> np.ndarray:
@@ -86,8 +90,14 @@ class FaceRenderer:
         by = ((box.y0 - reg.y0 + 0.5) * fy - 0.5) * 2.0 / max(ph - 1, 1) - 1.0
         self._tex_a = torch.tensor([ax, ay], dtype=dtype, device=self.device)
         self._tex_b = torch.tensor([bx, by], dtype=dtype, device=self.device)
-        self._texture = to_tensor(region_texture(image, reg), self.device, dtype)
-        self._orig = to_tensor(image[reg.y0:reg.y1, reg.x0:reg.x1], self.device, dtype)
+        # texture and original in 0..255 (one multiply less per pixel and frame)
+        self._texture = to_tensor(region_texture(image, reg), self.device, dtype) * 255.0
+        self._orig = to_tensor(image[reg.y0:reg.y1, reg.x0:reg.x1], self.device, dtype) * 255.0
+        self._ux, self._uy = ux.astype(np.float64), uy.astype(np.float64)  # patch -> S coords (ascending)
+        lin = torch.arange(s, device=self.device, dtype=dtype)
+        self._identity = torch.stack(torch.meshgrid(lin, lin, indexing="xy"), -1)  # (S, S, 2) x, y
+        self._canvas: np.ndarray | None = None  # render_frames' reused full frame
+        self._canvas_window: tuple[int, int, int, int] | None = None
         # feather mask at full region resolution (fixed)
         mask_s = torch.from_numpy(feather_mask(s, RING_FRACTION + 0.1)).to(self.device, dtype)[None, None]
         fxs = np.arange(reg.x0, reg.x1, dtype=np.float32)
@@ -137,6 +147,38 @@ class FaceRenderer:
     def render_batch(self, targets: np.ndarray, pupils: np.ndarray | None = None, *,
                      refine: RefineFn | None = None) -> np.ndarray:
         """Full frames (B, H, W, 3) uint8: the portrait with the face warped to each target."""
+        (y0, y1, x0, x1), patches = self.render_patches(targets, pupils, refine=refine)
+        frames = np.repeat(self.image[None], len(patches), axis=0)
+        frames[:, y0:y1, x0:x1] = patches
+        return frames
+
+    def render_frames(self, targets: np.ndarray, pupils: np.ndarray | None = None, *,
+                      refine: RefineFn | None = None) -> Iterator[np.ndarray]:
+        """The frames of `render_batch`, one at a time, each a view of ONE reused full-size
+        buffer that is valid until the next frame is asked for (write or copy it first): only
+        the changed window is written, the portrait is never copied per frame."""
+        (y0, y1, x0, x1), patches = self.render_patches(targets, pupils, refine=refine)
+        if self._canvas is None:
+            self._canvas = self.image.copy()
+        canvas = self._canvas
+        if self._canvas_window is not None:  # put back what the last window covered
+            py0, py1, px0, px1 = self._canvas_window
+            canvas[py0:py1, px0:px1] = self.image[py0:py1, px0:px1]
+        self._canvas_window = (y0, y1, x0, x1)
+        for patch in patches:
+            canvas[y0:y1, x0:x1] = patch
+            yield canvas
+
+    @torch.inference_mode()
+    def render_patches(self, targets: np.ndarray, pupils: np.ndarray | None = None, *,
+                       refine: RefineFn | None = None) -> tuple[tuple[int, int, int, int], np.ndarray]:
+        """The part of each frame that differs from the portrait: ((y0, y1, x0, x1) picture
+        window, (B, y1 - y0, x1 - x0, 3) uint8). Outside the window every frame IS the portrait.
+
+        Where the warp is the identity (the fixed ring and border triangles) and nothing corrects
+        the crop, the paste-back would reproduce the portrait's own pixels, so at paste scale 1 only
+        the window where the map moves (or a correction is non-zero) is resampled and blended.
+        """
         t_crop, p_crop = self._targets(targets, pupils)
         smap = self.warp.sample_map(self._moving(t_crop, p_crop))  # (B, S, S, 2)
         b = smap.shape[0]
@@ -153,25 +195,47 @@ class FaceRenderer:
                 if corrected.shape != warped.shape:
                     raise ValueError(f"refine returned {tuple(corrected.shape)}, expected {tuple(warped.shape)}")
             if corrected is not warped:
-                delta = corrected.to(self.dtype) - warped
+                delta = (corrected.to(self.dtype) - warped) * 255.0
+
+        reg = self.region
+        ph, pw = reg.patch_size
+        r0, r1, c0, c1 = 0, ph, 0, pw
+        if (ph, pw) == (reg.height, reg.width):  # paste scale 1: patch pixels are picture pixels
+            moved = (smap - self._identity).abs().amax(dim=(0, 3)) > _MOVED
+            if delta is not None:
+                moved |= delta.abs().amax(dim=(0, 1)) > 0
+            r0, r1, c0, c1 = self._window(moved)
+        if r1 <= r0 or c1 <= c0:  # nothing moves: every frame is the portrait
+            return (reg.y0, reg.y0, reg.x0, reg.x0), np.zeros((b, 0, 0, 3), np.uint8)
 
         # upsample the map to paste resolution, then sample the original picture's pixels
-        patch_grid = self._patch_grid.expand(b, -1, -1, -1)
+        patch_grid = self._patch_grid[:, r0:r1, c0:c1].expand(b, -1, -1, -1)
         hi_map = F.grid_sample(smap.permute(0, 3, 1, 2), patch_grid, mode="bilinear",
-                               padding_mode="border", align_corners=True)  # (B, 2, ph, pw) S coords
-        tex_grid = hi_map.permute(0, 2, 3, 1) * self._tex_a + self._tex_b
+                               padding_mode="border", align_corners=True)  # (B, 2, h, w) S coords
+        tex_grid = torch.addcmul(self._tex_b, hi_map.permute(0, 2, 3, 1), self._tex_a)
         hi = F.grid_sample(self._texture.expand(b, -1, -1, -1), tex_grid, mode="bilinear",
-                           padding_mode="border", align_corners=True)
+                           padding_mode="border", align_corners=True)  # 0..255
         if delta is not None:
             hi = self._add_correction(hi, delta, patch_grid)
-        reg = self.region
-        if hi.shape[-2:] != (reg.height, reg.width):
+        if hi.shape[-2:] != (reg.height, reg.width) and (r0, r1, c0, c1) == (0, ph, 0, pw):
             hi = F.interpolate(hi, size=(reg.height, reg.width), mode="bilinear", align_corners=False)
-        blended = self._orig + (hi - self._orig) * self._mask
-        patches = to_uint8(blended)
-        frames = np.repeat(self.image[None], b, axis=0)
-        frames[:, reg.y0:reg.y1, reg.x0:reg.x1] = patches
-        return frames
+            r1, c1 = reg.height, reg.width
+        blended = torch.lerp(self._orig[..., r0:r1, c0:c1], hi, self._mask[..., r0:r1, c0:c1])
+        patches = blended.clamp_(0.0, 255.0).add_(0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        return (reg.y0 + r0, reg.y0 + r1, reg.x0 + c0, reg.x0 + c1), patches
+
+    def _window(self, moved: torch.Tensor) -> tuple[int, int, int, int]:
+        """Patch rows/columns whose bilinear footprint in the S map touches a `moved` pixel."""
+        rows = torch.nonzero(moved.any(dim=1)).flatten()
+        cols = torch.nonzero(moved.any(dim=0)).flatten()
+        if rows.numel() == 0:
+            return 0, 0, 0, 0
+        # a patch pixel at S coordinate u reads S pixels floor(u) and floor(u) + 1
+        r0 = int(np.searchsorted(self._uy, float(rows[0]) - 1.0, side="right"))
+        r1 = int(np.searchsorted(self._uy, float(rows[-1]) + 1.0, side="left"))
+        c0 = int(np.searchsorted(self._ux, float(cols[0]) - 1.0, side="right"))
+        c1 = int(np.searchsorted(self._ux, float(cols[-1]) + 1.0, side="left"))
+        return r0, r1, c0, c1
 
     def _add_correction(self, hi: torch.Tensor, delta: torch.Tensor, patch_grid: torch.Tensor) -> torch.Tensor:
         """hi + delta upsampled to paste resolution, only over the rows/columns where delta != 0
@@ -184,7 +248,7 @@ class FaceRenderer:
         s = self.size
         lo_x, hi_x = (float(cols[0]) - 1.0) * 2 / (s - 1) - 1, (float(cols[-1]) + 1.0) * 2 / (s - 1) - 1
         lo_y, hi_y = (float(rows[0]) - 1.0) * 2 / (s - 1) - 1, (float(rows[-1]) + 1.0) * 2 / (s - 1) - 1
-        gx, gy = self._patch_grid[0, 0, :, 0], self._patch_grid[0, :, 0, 1]
+        gx, gy = patch_grid[0, 0, :, 0], patch_grid[0, :, 0, 1]
         cx = torch.nonzero((gx >= lo_x) & (gx <= hi_x)).flatten()
         cy = torch.nonzero((gy >= lo_y) & (gy <= hi_y)).flatten()
         if cx.numel() == 0 or cy.numel() == 0:
