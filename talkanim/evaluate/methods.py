@@ -15,7 +15,6 @@ Register another with `register_method(name, factory)`.
 
 from __future__ import annotations
 
-import importlib.resources
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
@@ -136,33 +135,6 @@ class _WarpAnimator:
 
 
 # ------------------------------------------------------------------------------ neural
-def default_weights(mode: str) -> Path | None:
-    """The shipped weights file for `mode` ("paper" or "hybrid"), or None.
-
-    Package data first (`talkanim/weights/*<mode>*.safetensors`, what an installed package
-    has), then the checkout's top-level `weights/` folder. The model file itself says which
-    mode it is; `ModelMethod` checks that.
-    """
-    folders = []
-    try:
-        folders.append(Path(str(importlib.resources.files("talkanim") / "weights")))
-    except (ModuleNotFoundError, FileNotFoundError, NotADirectoryError):
-        pass
-    folders.append(Path(__file__).resolve().parents[2] / "weights")
-    for folder in folders:
-        if folder.is_dir():
-            found = sorted(p for p in folder.glob("*.safetensors") if mode in p.name)
-            if found:
-                return found[0]
-    return None
-
-
-def _weights_file(path: Path) -> Path:
-    """A weights file, or a training run folder holding model.safetensors."""
-    path = Path(path)
-    return path / "model.safetensors" if path.is_dir() else path
-
-
 @dataclass
 class ModelMethod:
     """`paper` or `hybrid`: embed the shots, optionally fine-tune, refine each warped crop.
@@ -179,21 +151,22 @@ class ModelMethod:
     _reason: str | None = field(default=None, repr=False)
     _checked: bool = field(default=False, repr=False)
 
-    def _path(self) -> Path | None:
-        return _weights_file(self.weights) if self.weights else default_weights(self.name)
-
     def unavailable_reason(self) -> str | None:
         if self._checked:
             return self._reason
         self._checked = True
-        path = self._path()
-        if path is None:
-            self._reason = f"no weights for '{self.name}' (none shipped in weights/, none given)"
+        from talkanim.errors import WeightsError
+        from talkanim.model.shipped import resolve_weights
+
+        try:
+            path, expected = resolve_weights(self.name, self.weights)
+        except WeightsError as err:
+            self._reason = str(err)
             return self._reason
         try:
             from talkanim.model import TalkingHeadModel
 
-            model = TalkingHeadModel.from_weights(path, discriminator=self.finetune_steps != 0)
+            model = TalkingHeadModel.from_weights(path, expected_sha256=expected, discriminator=self.finetune_steps != 0)
         except Exception as err:  # any failure to load is reported, never fatal for the run
             self._reason = f"cannot load {path}: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
             return self._reason
