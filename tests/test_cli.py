@@ -301,3 +301,11 @@ def test_weights_errors(tmp_path, example_portrait, short_driver, untrained_weig
                    "--weights", untrained_weights["hybrid"])
     assert proc.returncode == 5 and "not paper" in error_line(proc)
     assert leftovers(tmp_path) == []
+
+
+def test_output_frame_rate(tmp_path, example_portrait, short_driver):
+    out = tmp_path / "slow.mp4"
+    proc = run_cli("animate", example_portrait, short_driver, "-o", out, "--fps", "12.5", "--model", "none", "--json")
+    assert proc.returncode == 0, proc.stderr.decode()
+    info = probe_video(out)
+    assert abs(info.fps - 12.5) < 0.01 and abs(info.num_frames - 15) <= 1
