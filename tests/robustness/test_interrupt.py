@@ -89,9 +89,9 @@ def test_animate_interrupted_mid_render(portrait, driver_long, tmp_path, sig, co
 
 
 @pytest.fixture(scope="module")
-def driver_3s(media) -> Path:
-    path = media / "driver3s.mp4"
-    ffmpeg("-i", EXAMPLES / "driver.mp4", "-t", "3", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", path)
+def driver_2s(media) -> Path:
+    path = media / "driver2s.mp4"
+    ffmpeg("-i", EXAMPLES / "driver.mp4", "-t", "2", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", path)
     return path
 
 
@@ -107,9 +107,9 @@ def portraits(tmp_path, portrait) -> Path:
 
 
 @pytest.mark.parametrize("sig, code, workers", [(signal.SIGINT, 130, 1), (signal.SIGTERM, 143, 2)])
-def test_batch_interrupted_then_resumed(portraits, driver_3s, tmp_path, sig, code, workers):
+def test_batch_interrupted_then_resumed(portraits, driver_2s, tmp_path, sig, code, workers):
     out = tmp_path / "out"
-    proc = subprocess.Popen(cli_cmd("batch", driver_3s, portraits, "-o", out, "--workers", workers),
+    proc = subprocess.Popen(cli_cmd("batch", driver_2s, portraits, "-o", out, "--workers", workers),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     # Wait until at least one portrait is finished and another one is being written.
     _wait_for(lambda: out.is_dir() and any(p.suffix == ".mp4" and ".tmp" not in p.name for p in out.iterdir())
@@ -123,9 +123,11 @@ def test_batch_interrupted_then_resumed(portraits, driver_3s, tmp_path, sig, cod
     done = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     assert 1 <= len(done) < 3
     for name in done:
-        assert probe_frames(out / name)[0] == 75  # finished outputs are intact
+        assert probe_frames(out / name)[0] == 50  # finished outputs are intact
+    if workers > 1:
+        return  # the rerun is the same code path as with one worker (tested there): save time
     # The rerun finishes the rest and does not redo what was finished.
-    proc = run_cli("batch", driver_3s, portraits, "-o", out, "--json", "-q", "--workers", workers)
+    proc = run_cli("batch", driver_2s, portraits, "-o", out, "--json", "-q", "--workers", workers)
     assert proc.returncode == 0, stderr_of(proc)
     items = {Path(i["output"]).name: i["status"] for i in map(json.loads, proc.stdout.decode().splitlines())}
     assert {n for n, s in items.items() if s == "skipped"} == set(done)
