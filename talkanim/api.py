@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from talkanim.config import AnimateConfig
+from talkanim.devices import resolve_device
 from talkanim.errors import InputError, OutputError, TalkanimError
 from talkanim.io import VideoInfo, VideoWriter, iter_frames, load_image, probe_video
 from talkanim.landmarks import (
@@ -176,7 +177,7 @@ def animate(
     if not isinstance(driver, Driver):
         driver = load_driver(driver_path, session=session, progress=progress)
     motion = retarget(face, driver.track, config.motion)
-    device = _torch_device(config.device)
+    device = str(resolve_device(config.device))
     neural = _neural_face(image, face, session, device, progress)
     refine = neural.refine if neural else None
 
@@ -461,16 +462,6 @@ def _ensure_writable_dir(folder: Path) -> None:
         raise OutputError(f"output folder is not a folder: {folder}")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OutputError(f"output folder is not writable: {folder}")
-
-
-def _torch_device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda: no CUDA GPU is available here")
-    return name
 
 
 __all__ = [

@@ -338,18 +338,6 @@ def _finite(x: float) -> float | None:
     return float(x) if x is not None and np.isfinite(x) else None
 
 
-def resolve_device(device: str) -> str:
-    """"auto" -> "cuda" when available, else "cpu"."""
-    if device != "auto":
-        return device
-    try:
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    except ImportError:  # pragma: no cover
-        return "cpu"
-
-
 def build_methods(names: list[str], **options) -> dict[str, Method]:
     """Registered methods by name, in the order given (unknown names raise ValueError)."""
     return {name: make_method(name, **options) for name in names}
@@ -361,5 +349,5 @@ def _error_line(err: BaseException) -> str:
 
 
 __all__ = ["ClipPlan", "Clip", "CrossResult", "SelfResult", "build_methods", "cross_reenact", "csim_subset",
-           "load_clip", "nearest_shots", "normalize_shape", "plan_clip", "resolve_device", "score_frame",
+           "load_clip", "nearest_shots", "normalize_shape", "plan_clip", "score_frame",
            "self_reenact"]

@@ -12,8 +12,9 @@ import numpy as np
 from talkanim.errors import InputError, OutputError
 from talkanim.evaluate import report as R
 from talkanim.evaluate.identity import get_analyzer
+from talkanim.devices import resolve_device
 from talkanim.evaluate.protocol import (CROP_SCALE, CROP_SIZE, CROSS_METRICS, SELF_METRICS, _error_line,
-                                        build_methods, cross_reenact, load_clip, plan_clip, resolve_device,
+                                        build_methods, cross_reenact, load_clip, plan_clip,
                                         self_reenact)
 
 Progress = Callable[[str, int, "int | None"], None]
@@ -86,7 +87,7 @@ def evaluate(
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise OutputError(f"cannot create the report folder {out_dir}: {err.strerror or err}") from None
-    dev = resolve_device(device)
+    dev = str(resolve_device(device))
     method_objs = build_methods(list(methods), weights=weights or {}, finetune_steps=finetune_steps)
     method_info = {}
     for name, m in method_objs.items():

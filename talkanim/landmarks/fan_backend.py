@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from ..devices import resolve_device
 from ..errors import BackendUnavailableError
 from .dlib_backend import DlibDetector
 from .pupils import locate_pupils
@@ -77,16 +78,6 @@ def _online(url: str, timeout: float = 2.0) -> bool:
     return bool(result and result[0])
 
 
-def _resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise BackendUnavailableError("--device cuda was asked for but CUDA is not available here")
-    return device
-
-
 class FanDetector:
     """face-alignment's FAN for landmarks, dlib's detector for face boxes."""
 
@@ -103,7 +94,7 @@ class FanDetector:
             ) from exc
         if not weights_present() and not (allow_download and _online(_weights_url())):
             raise BackendUnavailableError(OFFLINE_MESSAGE)
-        self.device = _resolve_device(device)
+        self.device = str(resolve_device(device))
         self.batch_size = int(batch_size)
         # 'folder' is face-alignment's no-op detector: it loads no weights, and we always pass
         # boxes ourselves. torch.compile only pays off on GPU (it needs a compiler and minutes on CPU).

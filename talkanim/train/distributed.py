@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass
 
 import torch
+
+from talkanim.devices import resolve_device
 import torch.distributed as dist
 
 
@@ -32,19 +34,6 @@ class DistEnv:
     @property
     def distributed(self) -> bool:
         return self.backend is not None
-
-
-def resolve_device(choice: str = "auto", local_rank: int = 0) -> torch.device:
-    """"auto" -> cuda when available; "cuda" -> cuda:LOCAL_RANK (error when absent); "cpu"."""
-    if choice == "auto":
-        choice = "cuda" if torch.cuda.is_available() else "cpu"
-    if choice == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("device 'cuda' requested but CUDA is not available")
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
-    if choice != "cpu":
-        raise ValueError(f"unknown device {choice!r} (auto, cpu, cuda)")
-    return torch.device("cpu")
 
 
 def setup_distributed(device: str = "auto") -> DistEnv:

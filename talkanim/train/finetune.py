@@ -29,7 +29,7 @@ from talkanim.model.sketch import draw_sketch, region_mask
 from talkanim.model.talking_head import TalkingHeadModel
 from talkanim.train.config import FinetuneConfig
 from talkanim.train.dataset import default_warp_fn, nearest_shot, step_seed
-from talkanim.train.distributed import resolve_device
+from talkanim.devices import resolve_device
 
 WarpFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 # progress(step, steps, {"loss": ..., "l1": ...})
@@ -59,7 +59,7 @@ def default_finetune_steps(device: str | torch.device, num_shots: int) -> int:
     """The default budget: on a CPU about a minute at the default (tiny) preset whatever T is
     (the paper's 40 epochs are out of reach there); on a GPU the paper's ~40 epochs over the
     shots at batch 4, at least 200 steps."""
-    dev = torch.device(resolve_device(str(device)) if str(device) == "auto" else device)
+    dev = resolve_device(device)
     if dev.type == "cuda":
         return max(200, int(math.ceil(40 * num_shots / 4)))
     return int(_CPU_TARGET_SECONDS / _CPU_SECONDS_PER_STEP)
@@ -75,7 +75,7 @@ def finetune(model: TalkingHeadModel, images: torch.Tensor, points: torch.Tensor
     `lr` overrides the generator's learning rate. The model ends in eval mode on `device`.
     """
     cfg = config or FinetuneConfig()
-    dev = resolve_device(str(device)) if str(device) == "auto" else torch.device(device)
+    dev = resolve_device(device)
     warp_fn = warp_fn or default_warp_fn()
     size = model.config.image_size
     hybrid = model.config.mode == "hybrid"
