@@ -2,13 +2,11 @@
 
 These are deliberately independent of the pipeline's landmark stage: a method must not be
 scored by the same detector that drove it. The model files ship inside the
-`face-recognition-models` package; we locate its folder with importlib instead of importing
-it (its __init__ needs pkg_resources, which modern setuptools no longer provides).
+`face-recognition-models` package, found the way the landmark stage finds them.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from functools import lru_cache
 from pathlib import Path
 
@@ -16,21 +14,11 @@ import numpy as np
 
 from talkanim.errors import TalkanimError
 from talkanim.evaluate.metrics import cosine
+from talkanim.landmarks.dlib_backend import model_dir
 
 
 class IdentityModelError(TalkanimError):
     """dlib or its model files are missing."""
-
-
-def models_dir() -> Path:
-    """The folder holding dlib's .dat models from the face-recognition-models package."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or spec.origin is None:
-        raise IdentityModelError("face-recognition-models is not installed (pip install face-recognition-models)")
-    folder = Path(spec.origin).parent / "models"
-    if not (folder / "dlib_face_recognition_resnet_model_v1.dat").is_file():
-        raise IdentityModelError(f"dlib face recognition model not found in {folder}")
-    return folder
 
 
 class FaceAnalyzer:
@@ -47,7 +35,7 @@ class FaceAnalyzer:
         except ImportError as err:  # pragma: no cover - dlib-bin is a dependency
             raise IdentityModelError(f"dlib is not installed ({err})") from None
         self._dlib = dlib
-        folder = models_dir()
+        folder = model_dir()
         self._detector = dlib.get_frontal_face_detector()
         self._sp68 = dlib.shape_predictor(str(folder / "shape_predictor_68_face_landmarks.dat"))
         self._sp5 = dlib.shape_predictor(str(folder / "shape_predictor_5_face_landmarks.dat"))
