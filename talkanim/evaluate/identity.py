@@ -8,7 +8,6 @@ scored by the same detector that drove it. The model files ship inside the
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 
