@@ -134,4 +134,5 @@ def test_long_driver_is_streamed(portrait, tmp_path):
           f"({time.perf_counter() - started:.0f} s)")
     # Streamed: only the (N, 68, 2) track grows with length (~0.5 MB per minute).
     assert rss_long < rss_short * 1.25 + 50, (rss_short, rss_long)
-    assert probe_frames(tmp_path / "l.mp4")[0] == 1500
+    # Every driver frame rendered (the looped copy has ~1480: stream-copy loops drop a few).
+    assert abs(probe_frames(tmp_path / "l.mp4")[0] - probe_frames(long)[0]) <= 1
