@@ -61,11 +61,11 @@ FaceIndex = Annotated[
 ]
 Device = Annotated[str, typer.Option("--device", help="auto (CUDA when available), cpu or cuda.")]
 Model = Annotated[
-    str, typer.Option("--model", help="hybrid (warp + neural correction), paper (neural painting), none (warp only); auto: hybrid when weights are installed.")
+    str, typer.Option("--model", envvar="TALKANIM_MODEL", help="hybrid (warp + neural correction), paper (neural painting), none (warp only); auto: hybrid when weights are installed.")
 ]
 Weights = Annotated[Optional[Path], typer.Option("--weights", help="Model weights (.safetensors) or a training run folder. [default: the shipped weights]")]
 FinetuneSteps = Annotated[
-    Optional[int], typer.Option("--finetune-steps", min=0, help="Few-shot fine-tuning steps (0: feed-forward). [default: about a minute on a CPU]")
+    Optional[int], typer.Option("--finetune-steps", min=0, envvar="TALKANIM_FINETUNE_STEPS", help="Few-shot fine-tuning steps (0: feed-forward). [default: about a minute on a CPU]")
 ]
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from talkanim import api
-from talkanim.config import AnimateConfig, MotionConfig
+from talkanim.config import AnimateConfig, MotionConfig, NeuralConfig
 from talkanim.io import iter_frames, load_image, probe_video
 from talkanim.landmarks import detect_face, make_detector, track_frames
 from talkanim.landmarks.measures import mouth_opening
@@ -32,9 +32,12 @@ PORTRAITS = [
 MAX_FRAMES = 90  # keep CI fast: the first ~3 s of each clip
 
 
+WARP_ONLY = NeuralConfig(model="none")  # the core pipeline, before any network
+
+
 @pytest.fixture(scope="module")
 def session() -> api.Session:
-    return api.Session(AnimateConfig())
+    return api.Session(AnimateConfig(neural=WARP_ONLY))
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +122,7 @@ def test_identity_kept_relative_but_not_absolute(data_dir, drivers, session, tmp
     errors = {}
     for mode in ("relative", "absolute"):
         out = tmp_path / f"{mode}.mp4"
-        config = AnimateConfig(motion=MotionConfig(mode=mode))
+        config = AnimateConfig(motion=MotionConfig(mode=mode), neural=WARP_ONLY)
         api.animate(portrait, drivers[clip], out, session=api.Session(config, _detector=session.detector))
         shape = face_shape(track_video(out, session).points).mean(0)
         errors[mode] = np.abs(shape / source_shape - 1).max()
@@ -152,7 +155,7 @@ def test_self_reenactment_warp_beats_repeating_the_source(data_dir, session, tmp
 
     iio.imwrite(source_path, real[0])
     out = tmp_path / "self.mp4"
-    config = AnimateConfig(motion=MotionConfig(mode="absolute"))
+    config = AnimateConfig(motion=MotionConfig(mode="absolute"), neural=WARP_ONLY)
     api.animate(source_path, driver_path, out, session=api.Session(config, _detector=session.detector))
     box = face_crop_box(detect_face(real[0], session.detector).points, 1.6)
     scores = {"warp": [], "repeat": []}

@@ -253,7 +253,7 @@ def test_hybrid_with_shots_saves_and_reuses_a_person(tmp_path, example_portrait,
 
     person = tmp_path / "person.safetensors"
     out = tmp_path / "hybrid.mp4"
-    proc = run_cli("animate", example_portrait, short_driver, "-o", out, "--weights", untrained_weights["hybrid"],
+    proc = run_cli("animate", example_portrait, short_driver, "-o", out, "--model", "hybrid", "--weights", untrained_weights["hybrid"],
                    "--finetune-steps", "2", "--shot", example_portrait, "--save-person", person, "--json")
     assert proc.returncode == 0, proc.stderr.decode()
     result = json.loads(proc.stdout)
@@ -261,7 +261,7 @@ def test_hybrid_with_shots_saves_and_reuses_a_person(tmp_path, example_portrait,
     assert "fine-tuned 2 steps on 2 shot(s)" in proc.stderr.decode()
 
     reused = tmp_path / "reused.mp4"
-    proc = run_cli("animate", example_portrait, short_driver, "-o", reused, "--weights", untrained_weights["hybrid"],
+    proc = run_cli("animate", example_portrait, short_driver, "-o", reused, "--model", "hybrid", "--weights", untrained_weights["hybrid"],
                    "--person", person, "--json")
     assert proc.returncode == 0, proc.stderr.decode()
     assert "person loaded" in proc.stderr.decode()
@@ -272,7 +272,7 @@ def test_untrained_hybrid_equals_warp_only(tmp_path, example_portrait, short_dri
     """The hybrid network starts as the identity on the warp: feed-forward output == warp."""
     outs = {}
     for name, extra in (("none", ["--model", "none"]),
-                        ("hybrid", ["--weights", untrained_weights["hybrid"], "--finetune-steps", "0"])):
+                        ("hybrid", ["--model", "hybrid", "--weights", untrained_weights["hybrid"], "--finetune-steps", "0"])):
         outs[name] = tmp_path / f"{name}.mp4"
         proc = run_cli("animate", example_portrait, short_driver, "-o", outs[name], "-q", *extra)
         assert proc.returncode == 0, proc.stderr.decode()
@@ -290,11 +290,11 @@ def test_paper_mode_runs(tmp_path, example_portrait, short_driver, untrained_wei
 
 
 def test_weights_errors(tmp_path, example_portrait, short_driver, untrained_weights):
-    proc = run_cli("animate", example_portrait, short_driver, "-o", tmp_path / "a.mp4", "--weights", tmp_path / "nope.safetensors")
+    proc = run_cli("animate", example_portrait, short_driver, "-o", tmp_path / "a.mp4", "--model", "hybrid", "--weights", tmp_path / "nope.safetensors")
     assert proc.returncode == 5 and "weights not found" in error_line(proc)
     truncated = tmp_path / "truncated.safetensors"
     truncated.write_bytes(untrained_weights["hybrid"].read_bytes()[:5000])
-    proc = run_cli("animate", example_portrait, short_driver, "-o", tmp_path / "b.mp4", "--weights", truncated)
+    proc = run_cli("animate", example_portrait, short_driver, "-o", tmp_path / "b.mp4", "--model", "hybrid", "--weights", truncated)
     assert proc.returncode == 5, proc.stderr.decode()
     error_line(proc)
     proc = run_cli("animate", example_portrait, short_driver, "-o", tmp_path / "c.mp4", "--model", "paper",

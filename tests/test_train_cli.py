@@ -49,7 +49,7 @@ def test_prepare_train_animate(tmp_path, example_driver, example_portrait):
     assert json.loads(proc.stdout)["step"] == 6
 
     out = tmp_path / "trained.mp4"
-    proc = run_cli("animate", example_portrait, clips[0], "-o", out, "--weights", run,
+    proc = run_cli("animate", example_portrait, clips[0], "-o", out, "--model", "hybrid", "--weights", run,
                    "--finetune-steps", "2", "--json")
     assert proc.returncode == 0, proc.stderr.decode()
     assert json.loads(proc.stdout)["model"] == "hybrid"

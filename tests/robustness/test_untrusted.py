@@ -62,9 +62,8 @@ def test_cli_refuses_pickle_weights_and_person(option, portrait, driver_1s, tmp_
     evil = tmp_path / "evil.safetensors"
     evil.write_bytes(_evil_pickle(marker))
     out = tmp_path / "out.mp4"
-    line = assert_fails(run_cli("animate", portrait, driver_1s, "-o", out, option, evil), 5, out=out)
-    # --person alone fails earlier when no weights are installed (no shipped weights yet):
-    # still exit 5, still nothing loaded.
+    line = assert_fails(run_cli("animate", portrait, driver_1s, "-o", out, "--model", "hybrid", option, evil), 5, out=out)
+    # --person without installed weights fails earlier (no base model): still exit 5, nothing loaded.
     assert "not safetensors" in line or (option == "--person" and "weights" in line), line
     assert not marker.exists()
 
