@@ -31,7 +31,7 @@ from talkanim.landmarks import (
 )
 from talkanim.landmarks.types import Face, LandmarkTrack
 from talkanim.motion import MotionTrack, retarget
-from talkanim.neural import NeuralFace
+from talkanim import neural
 from talkanim.render import FaceRenderer, make_preview
 
 # progress(stage, done, total): stage is "track" or "render"; total may be None when unknown.
@@ -178,13 +178,13 @@ def animate(
         driver = load_driver(driver_path, session=session, progress=progress)
     motion = retarget(face, driver.track, config.motion)
     device = str(resolve_device(config.device))
-    neural = _neural_face(image, face, session, device, progress)
-    refine = neural.refine if neural else None
+    network = _neural_face(image, face, session, device, progress)
+    refine = network.refine if network else None
 
     fps = config.fps or driver.track.fps
     frame_indices = _resample_indices(driver.track.num_frames, driver.track.fps, fps)
     # The network was trained on the plain warp and paints the mouth interior itself.
-    render_config = replace(config.render, mouth_fill=False) if neural else config.render
+    render_config = replace(config.render, mouth_fill=False) if network else config.render
     renderer = FaceRenderer(image, face, render_config, device=device)
     audio_from = driver.path if (config.audio and driver.has_audio) else None
 
@@ -218,15 +218,13 @@ def animate(
         audio=audio_from is not None,
         driver_frames_without_face=driver.track.num_missing,
         landmarks=driver.track.backend,
-        model=neural.mode if neural else "none",
+        model=network.mode if network else "none",
         seconds=round(time.perf_counter() - started, 3),
     )
 
 
-def _neural_face(image, face, session: Session, device: str, progress) -> "NeuralFace | None":
+def _neural_face(image, face, session: Session, device: str, progress) -> neural.NeuralFace | None:
     """The model fine-tuned on this portrait (and its extra shots), or None for warp only."""
-    from talkanim import neural
-
     config = session.config
     mode = neural.wanted_mode(config.neural)
     if mode is None:
