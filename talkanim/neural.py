@@ -16,6 +16,7 @@ import torch
 
 from talkanim.config import AnimateConfig, NeuralConfig, RenderConfig
 from talkanim.errors import WeightsError
+from talkanim.landmarks.measures import eye_centres
 from talkanim.landmarks.types import Face
 from talkanim.render.crop import crop_image, face_crop_box
 
@@ -62,7 +63,7 @@ def wanted_mode(config: NeuralConfig) -> str | None:
 def make_shot(image: np.ndarray, face: Face, render: RenderConfig, size: int) -> Shot:
     """Crop a picture around its face with the renderer's crop geometry, at `size`."""
     box = face_crop_box(face.points, render.crop_scale)
-    pupils = face.pupils if face.pupils is not None else _eye_centres(face.points)
+    pupils = face.pupils if face.pupils is not None else eye_centres(face.points)
     return Shot(crop_image(image, box, size), box.to_crop(face.points, size), box.to_crop(pupils, size))
 
 
@@ -121,10 +122,6 @@ def prepare(
             "mode": mode, "shots": str(len(shots)), "finetune_steps": str(tuned.steps),
         })
     return NeuralFace(mode, model.refiner(tuned.adain_params), seconds, tuned.steps)
-
-
-def _eye_centres(points: np.ndarray) -> np.ndarray:
-    return np.stack([points[36:42].mean(0), points[42:48].mean(0)]).astype(np.float32)
 
 
 __all__ = ["NeuralFace", "Shot", "make_shot", "prepare", "wanted_mode"]

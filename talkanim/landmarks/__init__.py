@@ -7,7 +7,7 @@ iBUG-68 layout; see `types.py` for the `Face` / `LandmarkTrack` contract.
 from __future__ import annotations
 
 from .detector import LandmarkDetector, detect_face, make_detector
-from .measures import eye_opening, inter_ocular, mouth_opening
+from .measures import eye_centres, eye_opening, inter_ocular, mouth_opening
 from .pupils import locate_pupils
 from .smoothing import OneEuroFilter
 from .tracker import smooth_track, track_frames
@@ -20,6 +20,7 @@ __all__ = [
     "LandmarkTrack",
     "OneEuroFilter",
     "detect_face",
+    "eye_centres",
     "eye_opening",
     "inter_ocular",
     "load_track",

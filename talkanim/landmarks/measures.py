@@ -21,6 +21,15 @@ def inter_ocular(points: np.ndarray) -> np.ndarray:
     return np.linalg.norm(right - left, axis=-1)
 
 
+def eye_centres(points: np.ndarray) -> np.ndarray:
+    """Centre of each eye's six points: (2, 2) for (68, 2), (N, 2, 2) for (N, 68, 2), float32.
+
+    The fallback pupil position when an eye's iris cannot be located.
+    """
+    p = np.asarray(points, dtype=np.float64)
+    return np.stack([p[..., 36:42, :].mean(axis=-2), p[..., 42:48, :].mean(axis=-2)], axis=-2).astype(np.float32)
+
+
 def mouth_opening(points: np.ndarray) -> float | np.ndarray:
     """Inner-lip gap (mean of 61↔67, 62↔66, 63↔65) divided by the inter-ocular distance.
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from talkanim.config import MotionConfig
 from talkanim.errors import InputError
-from talkanim.landmarks.measures import eye_opening, mouth_opening
+from talkanim.landmarks.measures import eye_centres, eye_opening, mouth_opening
 from talkanim.landmarks.types import Face, LandmarkTrack
 from talkanim.motion.geometry import STABLE_POINTS, apply_transform, fit_similarity, invert
 
@@ -91,10 +91,6 @@ def _eye_frames(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return origin, axis / width[..., None], width
 
 
-def _eye_centres(points: np.ndarray) -> np.ndarray:
-    return np.stack([points[..., 36:42, :].mean(axis=-2), points[..., 42:48, :].mean(axis=-2)], axis=-2)
-
-
 def transfer_pupils(driver_points: np.ndarray, driver_pupils: np.ndarray | None,
                     target_points: np.ndarray) -> np.ndarray:
     """Place each driver pupil at the same spot of the target's eye (in the eye's own frame).
@@ -103,7 +99,7 @@ def transfer_pupils(driver_points: np.ndarray, driver_pupils: np.ndarray | None,
     """
     target_points = np.asarray(target_points, np.float64)
     if driver_pupils is None:
-        return _eye_centres(target_points).astype(np.float32)
+        return eye_centres(target_points).astype(np.float32)
     driver_points = np.asarray(driver_points, np.float64)
     pupils = np.asarray(driver_pupils, np.float64)
     o_d, x_d, w_d = _eye_frames(driver_points)
@@ -116,7 +112,7 @@ def transfer_pupils(driver_points: np.ndarray, driver_pupils: np.ndarray | None,
     out = o_t + (u * w_t)[..., None] * x_t + (v * w_t)[..., None] * y_t
     bad = ~np.isfinite(out).all(axis=-1)
     if bad.any():
-        out[bad] = _eye_centres(target_points)[bad]
+        out[bad] = eye_centres(target_points)[bad]
     return out.astype(np.float32)
 
 

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from talkanim.config import RenderConfig
 from talkanim.errors import InputError
+from talkanim.landmarks.measures import eye_centres
 from talkanim.landmarks.types import Face
 from talkanim.motion.retarget import transfer_pupils
 from talkanim.render.crop import CropBox, crop_image, face_crop_box
@@ -33,10 +34,6 @@ RefineFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 # S pixels the map may move and still count as the identity (1/1000 px: float noise of the solve)
 _MOVED = 1e-3
-
-
-def _eye_centres(points: np.ndarray) -> np.ndarray:
-    return np.stack([points[..., 36:42, :].mean(-2), points[..., 42:48, :].mean(-2)], -2).astype(np.float32)
 
 
 class FaceRenderer:
@@ -59,7 +56,7 @@ class FaceRenderer:
         # --- working resolution: source crop, its vertices, the fixed triangulation
         self.source_crop = crop_image(image, box, s)
         self.source_points_crop = box.to_crop(face.points, s)
-        pupils = face.pupils if face.pupils is not None else _eye_centres(face.points)
+        pupils = face.pupils if face.pupils is not None else eye_centres(face.points)
         self.source_pupils = np.asarray(pupils, np.float32)
         self.source_pupils_crop = box.to_crop(self.source_pupils, s)
         moving = self._moving(self.source_points_crop[None], self.source_pupils_crop[None])[0]
