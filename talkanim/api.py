@@ -229,7 +229,7 @@ def _neural_face(image, face, session: Session, device: str, progress) -> neural
     mode = neural.wanted_mode(config.neural)
     if mode is None:
         if session.log and config.neural.model == "auto":
-            session.log("model: none (no neural weights installed; warp only)")
+            session.log("model: none (warp only; the shipped weights do not beat it yet: --model hybrid to try them)")
         return None
     pictures = [(image, face)]
     for path in config.neural.shots:

@@ -48,16 +48,20 @@ class Shot:
 
 
 def wanted_mode(config: NeuralConfig) -> str | None:
-    """The model mode to run, or None for warp only ("auto" is hybrid when weights ship)."""
+    """The model mode to run, or None for warp only.
+
+    "auto" runs the shipped weights marked as the default (those that beat the warp on the
+    validation identities), hybrid when the user gives weights or a person, else warp only.
+    """
     if config.model == "none":
         return None
     if config.model != "auto":
         return config.model
-    from talkanim.model.shipped import shipped_weights
+    from talkanim.model.shipped import default_mode
 
     if config.weights is not None or config.person is not None:
         return "hybrid"
-    return "hybrid" if shipped_weights("hybrid") else None
+    return default_mode()
 
 
 def make_shot(image: np.ndarray, face: Face, render: RenderConfig, size: int) -> Shot:

@@ -50,12 +50,27 @@ def test_weights_are_package_data(tmp_path):
     assert "talkanim/weights/weights.json" in names
 
 
-def test_animate_uses_the_shipped_hybrid_by_default(tmp_path, example_portrait, example_driver):
+def test_auto_model_follows_the_manifest(tmp_path, example_portrait, example_driver):
+    """`--model auto` runs the shipped mode marked default, and warp only when none is."""
+    from talkanim.model.shipped import default_mode
+
     env = {k: v for k, v in os.environ.items() if k != "TALKANIM_MODEL"}
     env["TALKANIM_FINETUNE_STEPS"] = "2"
     out = tmp_path / "default.mp4"
     proc = subprocess.run([sys.executable, "-m", "talkanim", "animate", str(example_portrait), str(example_driver),
                            "-o", str(out), "--json"], capture_output=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr.decode()
+    expected = default_mode() or "none"
+    assert json.loads(proc.stdout)["model"] == expected
+    if expected == "none":
+        assert "--model hybrid to try them" in proc.stderr.decode()
+
+
+def test_explicit_hybrid_uses_the_shipped_weights(tmp_path, example_portrait, example_driver):
+    out = tmp_path / "hybrid.mp4"
+    proc = subprocess.run([sys.executable, "-m", "talkanim", "animate", str(example_portrait), str(example_driver),
+                           "-o", str(out), "--json", "--model", "hybrid", "--finetune-steps", "2"],
+                          capture_output=True, timeout=600)
     assert proc.returncode == 0, proc.stderr.decode()
     assert json.loads(proc.stdout)["model"] == "hybrid"
     assert "fine-tuned 2 steps" in proc.stderr.decode()

@@ -1,7 +1,9 @@
 """The meta-learned weights that ship inside the package (`talkanim/weights/`).
 
 `weights.json` beside them lists each file with its sha256; a file whose hash differs is
-refused at load time (`load_weights` checks it), so a corrupted install says so clearly.
+refused at load time (`load_weights` checks it), so a corrupted install says so clearly. An
+entry's `default` says whether `--model auto` uses it: only weights that beat the warp on the
+validation identities (`talkanim evaluate`) should be the default.
 """
 
 from __future__ import annotations
@@ -20,16 +22,24 @@ def weights_dir() -> Path:
     return Path(str(importlib.resources.files("talkanim") / "weights"))
 
 
-def shipped_weights(mode: str) -> tuple[Path, str] | None:
-    """(path, sha256) of the shipped weights for `mode` ("hybrid" or "paper"), or None."""
+def _manifest() -> dict:
     manifest = weights_dir() / MANIFEST
     if not manifest.is_file():
-        return None
+        return {}
     try:
-        entries = json.loads(manifest.read_text())
+        return json.loads(manifest.read_text())
     except (OSError, ValueError) as error:
         raise WeightsError(f"unreadable weights manifest {manifest}: {error}") from None
-    entry = entries.get(mode)
+
+
+def default_mode() -> str | None:
+    """The model mode `--model auto` runs: a shipped entry marked `default`, else None (warp)."""
+    return next((mode for mode, entry in _manifest().items() if entry.get("default")), None)
+
+
+def shipped_weights(mode: str) -> tuple[Path, str] | None:
+    """(path, sha256) of the shipped weights for `mode` ("hybrid" or "paper"), or None."""
+    entry = _manifest().get(mode)
     if not entry:
         return None
     return weights_dir() / entry["file"], entry["sha256"]
