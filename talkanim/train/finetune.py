@@ -35,12 +35,12 @@ WarpFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 # progress(step, steps, {"loss": ..., "l1": ...})
 Progress = Callable[[int, int, dict[str, float]], None]
 
-# On a CPU the default budget is time-bound: up to _CPU_MAX_STEPS steps, stopping after
-# _CPU_SECONDS (a step of the tiny preset takes 0.4 s on an idle 2-core CPU, 1.6-2.9 s on a
+# On a CPU the default budget is time-bound: up to CPU_MAX_STEPS steps, stopping after
+# CPU_TIME_BUDGET_S (a step of the tiny preset takes 0.4 s on an idle 2-core CPU, 1.6-2.9 s on a
 # busy one: a step count alone cannot promise "about a minute"). GPUs do the paper's ~40
 # epochs over the shots.
-_CPU_SECONDS = 50.0
-_CPU_MAX_STEPS = 150
+CPU_TIME_BUDGET_S = 50.0
+CPU_MAX_STEPS = 150
 
 
 @dataclass
@@ -63,7 +63,7 @@ def default_finetune_steps(device: str | torch.device, num_shots: int) -> int:
     dev = resolve_device(device)
     if dev.type == "cuda":
         return max(200, int(math.ceil(40 * num_shots / 4)))
-    return _CPU_MAX_STEPS
+    return CPU_MAX_STEPS
 
 
 def finetune(model: TalkingHeadModel, images: torch.Tensor, points: torch.Tensor, pupils: torch.Tensor | None = None,
@@ -100,7 +100,7 @@ def finetune(model: TalkingHeadModel, images: torch.Tensor, points: torch.Tensor
     w_person = nn.Parameter((d.w0 + e_new).detach().clone()) if d is not None else None
     budget = cfg.time_budget_s
     if steps is None and budget is None and dev.type == "cpu":
-        budget = _CPU_SECONDS
+        budget = CPU_TIME_BUDGET_S
     steps = default_finetune_steps(dev, t_shots) if steps is None else int(steps)
     result = FineTuned(psi.detach().clone(), e_new.detach(), None if w_person is None else w_person.detach().clone(),
                        steps=0, seconds=0.0)
