@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -64,8 +65,9 @@ def load_track(path: str | os.PathLike) -> LandmarkTrack:
             data = {k: z[k] for k in _FIELDS}
     except InputError:
         raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        # ValueError covers pickled object arrays refused by allow_pickle=False.
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError, zlib.error) as exc:
+        # ValueError covers pickled object arrays refused by allow_pickle=False; zlib.error a
+        # compressed member whose bytes were damaged (found by the fuzz test).
         raise _bad(path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
 
     if data["format"].shape != () or str(data["format"]) != FORMAT:
