@@ -34,7 +34,7 @@ from talkanim.motion import MotionTrack, retarget
 from talkanim import neural
 from talkanim.render import FaceRenderer, make_preview
 
-# progress(stage, done, total): stage is "track" or "render"; total may be None when unknown.
+# progress(stage, done, total): stage is "track", "finetune", "render" or "batch"; total may be None.
 Progress = Callable[[str, int, "int | None"], None]
 Log = Callable[[str], None]
 
