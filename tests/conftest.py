@@ -50,3 +50,15 @@ def example_portrait() -> Path:
 @pytest.fixture(scope="session")
 def example_driver() -> Path:
     return EXAMPLES / "driver.mp4"
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test: the 2 cores are shared with other processes, and one
+    thread per process is both faster there and repeatable (used by the training tests)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

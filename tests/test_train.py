@@ -32,13 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 SIZE = 32  # the smallest image the model accepts: keeps these tests to seconds
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Other processes share the 2 cores; one thread per process is both faster and repeatable.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 def toy_face(rng: np.random.Generator, size: int) -> np.ndarray:

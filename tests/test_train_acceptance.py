@@ -20,20 +20,11 @@ from talkanim.train.finetune import finetune, reconstruct
 from talkanim.train.meta import model_config_for, train
 from talkanim.train.prepare import load_manifest, load_shard, prepare_dataset
 
-pytestmark = [pytest.mark.shared_data, pytest.mark.slow]
+pytestmark = [pytest.mark.shared_data, pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 SIZE = 64
 CLIPS = ["KwaiVGI__LivePortrait/d0.mp4", "OpenTalker__video-retalking/face_3.mp4",
          "Zejun-Yang__AniPortrait/pose_ref_video.mp4"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The 2 cores are shared with other processes: one thread per process is faster and repeatable.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
