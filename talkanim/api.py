@@ -263,7 +263,7 @@ def animate_batch(
     if not 0 <= index < count:
         raise InputError(f"--shard {index}/{count}: K must be in 0..N-1")
     out_dir = Path(out_dir)
-    _ensure_writable_dir(out_dir)
+    ensure_writable_dir(out_dir)
     ordered = sorted(dict.fromkeys(str(s) for s in sources))[index::count]
     plan = list(zip(ordered, _batch_outputs(ordered, driver, out_dir)))
 
@@ -445,11 +445,12 @@ def _output_path(output: str | Path | None, source: Path, driver: Path) -> Path 
         raise OutputError(f"output must be an .mp4 file: {out}")
     if out.exists() and out.resolve() in (source, driver):
         raise OutputError(f"output would overwrite an input: {out}")
-    _ensure_writable_dir(out.parent if str(out.parent) else Path("."))
+    ensure_writable_dir(out.parent if str(out.parent) else Path("."))
     return out
 
 
-def _ensure_writable_dir(folder: Path) -> None:
+def ensure_writable_dir(folder: Path) -> None:
+    """Create `folder` if needed; OutputError when it cannot hold an output."""
     folder = folder if str(folder) else Path(".")
     if not folder.exists():
         try:

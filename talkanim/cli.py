@@ -218,7 +218,7 @@ def landmarks_command(
         _usage_error(f"track files end in .npz: {out}")
     config = AnimateConfig(track=TrackConfig(backend=landmarks), device=device)
     with _command(quiet, debug) as ui:
-        api._ensure_writable_dir(out.parent)
+        api.ensure_writable_dir(out.parent)
         driver = api.load_driver(video, session=api.Session(config, log=ui.log), progress=ui.progress)
         with atomic_output(out) as tmp:
             save_track(tmp, driver.track)
