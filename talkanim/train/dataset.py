@@ -67,15 +67,16 @@ def step_seed(seed: int, step: int, stream: int = 0) -> int:
     return int((int(mixed[0]) << 31) ^ int(mixed[1]))
 
 
+def normalize_pose(points: torch.Tensor) -> torch.Tensor:
+    """Landmarks (..., 68, 2) with position and scale removed: what is left is head rotation
+    and expression, so distances between them compare pose/expression."""
+    points = points - points.mean(dim=-2, keepdim=True)
+    return points / points.pow(2).sum(dim=(-1, -2), keepdim=True).sqrt().clamp_min(1e-6)
+
+
 def nearest_shot(shot_points: torch.Tensor, target_points: torch.Tensor) -> torch.Tensor:
-    """Index (B,) of the shot whose landmarks are nearest the target's after removing position
-    and scale, i.e. nearest in head rotation and expression. shot_points (B,T,68,2)."""
-
-    def normalize(p: torch.Tensor) -> torch.Tensor:
-        p = p - p.mean(dim=-2, keepdim=True)
-        return p / p.pow(2).sum(dim=(-1, -2), keepdim=True).sqrt().clamp_min(1e-6)
-
-    d = (normalize(shot_points) - normalize(target_points).unsqueeze(1)).pow(2).sum(dim=(-1, -2))
+    """Index (B,) of the shot nearest the target in pose/expression. shot_points (B,T,68,2)."""
+    d = (normalize_pose(shot_points) - normalize_pose(target_points).unsqueeze(1)).pow(2).sum(dim=(-1, -2))
     return d.argmin(dim=1)
 
 
@@ -169,24 +170,13 @@ class EpisodeDataset:
 
 # ---------------------------------------------------------------------------------------------
 # The hybrid generator's input: a source crop warped onto the target's landmarks. Training takes
-# the warp as a function so the render stage's warp is used when present, and tests can swap it.
+# the warp as a function (the render stage's by default) so tests can swap in a cheaper one.
 # warp_fn(images (B,3,S,S), src_points (B,68,2), dst_points (B,68,2)) -> (B,3,S,S)
 
 
 def default_warp_fn():
-    """The render stage's batched crop warp when it provides one, else `piecewise_affine_warp`
-    over its PiecewiseAffineWarp, else `similarity_warp`."""
-    try:
-        from talkanim.render import warp as render_warp
-    except ImportError:
-        return similarity_warp
-    for name in ("warp_crops", "warp_crop_batch", "warp_batch"):
-        fn = getattr(render_warp, name, None)
-        if callable(fn):
-            return fn
-    if hasattr(render_warp, "PiecewiseAffineWarp"):
-        return piecewise_affine_warp
-    return similarity_warp
+    """The warp `animate` uses: the render stage's piecewise-affine warp."""
+    return piecewise_affine_warp
 
 
 @torch.no_grad()
@@ -210,7 +200,8 @@ def piecewise_affine_warp(images: torch.Tensor, src_points: torch.Tensor, dst_po
 
 @torch.no_grad()
 def similarity_warp(images: torch.Tensor, src_points: torch.Tensor, dst_points: torch.Tensor) -> torch.Tensor:
-    """Fallback warp: the least-squares similarity taking the target landmarks to the source's."""
+    """A cheap global warp (least-squares affine taking the target landmarks to the source's),
+    for tests that need a warp but not the renderer's."""
     size = images.shape[-1]
     a = torch.cat([dst_points, torch.ones_like(dst_points[..., :1])], -1).double()  # (B,68,3)
     # Affine fit (more freedom than a similarity, still global): source = [x y 1] @ M.

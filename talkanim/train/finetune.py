@@ -28,7 +28,7 @@ from talkanim.model.losses import content_terms, d_hinge_loss, feature_matching_
 from talkanim.model.sketch import draw_sketch, region_mask
 from talkanim.model.talking_head import TalkingHeadModel
 from talkanim.train.config import FinetuneConfig
-from talkanim.train.dataset import default_warp_fn, nearest_shot, step_seed
+from talkanim.train.dataset import default_warp_fn, nearest_shot, normalize_pose, step_seed
 from talkanim.devices import resolve_device
 
 WarpFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -240,10 +240,7 @@ def _source_pool(images: torch.Tensor, points: torch.Tensor, hybrid: bool, warp_
 
 def _pose_order(shot_points: torch.Tensor, target_points: torch.Tensor) -> torch.Tensor:
     """Shot indices sorted by pose/expression distance to the target (nearest first)."""
-    def normalize(p):
-        p = p - p.mean(dim=-2, keepdim=True)
-        return p / p.pow(2).sum(dim=(-1, -2), keepdim=True).sqrt().clamp_min(1e-6)
-    d = (normalize(shot_points) - normalize(target_points)).pow(2).sum(dim=(-1, -2))
+    d = (normalize_pose(shot_points) - normalize_pose(target_points)).pow(2).sum(dim=(-1, -2))
     return d.argsort()
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from talkanim.errors import NoFaceError
-from talkanim.io.atomic import atomic_output
+from talkanim.io import atomic_output, iter_frames, probe_video
 from talkanim.landmarks.types import LandmarkTrack
 from talkanim.render.crop import crop_image, face_crop_box
 
@@ -235,7 +235,7 @@ def _prepare_video(video: Path, tracker: Tracker, size: int, frames_per_video: i
     points = np.zeros((len(wanted), 68, 2), np.float32)
     pupils = np.zeros((len(wanted), 2, 2), np.float32)
     found = 0
-    for i, frame in enumerate(_iter_frames(video)):
+    for i, frame in enumerate(iter_frames(video)):
         k = wanted_set.get(i)
         if k is None:
             continue
@@ -255,41 +255,6 @@ def _prepare_video(video: Path, tracker: Tracker, size: int, frames_per_video: i
     }
 
 
-def _iter_frames(video: Path) -> Iterator[np.ndarray]:
-    """RGB uint8 frames (H, W, 3), streamed: the io stage's reader when present, else imageio-ffmpeg."""
-    try:
-        from talkanim.io.video import iter_frames
-    except ImportError:
-        iter_frames = None
-    if iter_frames is not None:
-        yield from iter_frames(video)
-        return
-    import imageio_ffmpeg
-
-    reader = imageio_ffmpeg.read_frames(str(video), pix_fmt="rgb24")
-    meta = next(reader)
-    w, h = meta["size"]
-    for raw in reader:
-        yield np.frombuffer(raw, np.uint8).reshape(h, w, 3)
-
-
-def _video_info(video: Path) -> tuple[float, tuple[int, int]]:
-    """(fps, (width, height)) of the frames `_iter_frames` yields."""
-    try:
-        from talkanim.io.video import probe_video
-    except ImportError:
-        probe_video = None
-    if probe_video is not None:
-        info = probe_video(video)
-        return float(info.fps or 25.0), (int(info.width), int(info.height))
-    import imageio_ffmpeg
-
-    reader = imageio_ffmpeg.read_frames(str(video))
-    meta = next(reader)
-    reader.close()
-    return float(meta.get("fps") or 25.0), tuple(meta["size"])
-
-
 def default_tracker(backend: str = "auto") -> Tracker:
     """The landmark stage's tracker (offline backend by default), raw landmarks (no smoothing:
     smoothing lags, and each crop should sit on its own frame's face)."""
@@ -298,9 +263,9 @@ def default_tracker(backend: str = "auto") -> Tracker:
         from talkanim.config import TrackConfig
         from talkanim.landmarks import make_detector, track_frames
 
-        fps, size = _video_info(video)
+        info = probe_video(video)
         detector = make_detector(backend)
-        return track_frames(_iter_frames(video), detector, fps=fps, size=size,
+        return track_frames(iter_frames(video, info=info), detector, fps=info.fps, size=(info.width, info.height),
                             config=TrackConfig(backend=backend, smooth=False))
 
     return track
