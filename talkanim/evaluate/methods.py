@@ -115,10 +115,6 @@ class WarpMethod:
         self.config = config or RenderConfig()
 
     def unavailable_reason(self) -> str | None:
-        try:
-            import talkanim.render  # noqa: F401
-        except ImportError as err:
-            return f"renderer not importable ({err})"
         return None
 
     def prepare(self, shots: list[Shot], *, device: str = "cpu") -> Animator:
@@ -140,8 +136,8 @@ class ModelMethod:
     """`paper` or `hybrid`: embed the shots, optionally fine-tune, refine each warped crop.
 
     weights: a `TalkingHeadModel` safetensors file; None looks for the shipped default.
-    finetune_steps: few-shot fine-tuning budget passed to `talkanim.train.finetune` when that
-    function exists; 0 = feed-forward (embedding only), None = the library's default budget.
+    finetune_steps: few-shot fine-tuning budget passed to `talkanim.train.finetune`;
+    0 = feed-forward (embedding only), None = the library's default budget.
     """
 
     name: str
@@ -198,15 +194,12 @@ class ModelMethod:
         with torch.no_grad():
             psi = model.generator.project(model.embed(images, points, pupils)[None])[0]
         if self.finetune_steps is None or self.finetune_steps > 0:
-            try:
-                from talkanim.train.finetune import finetune
-            except (ImportError, AttributeError):
-                note = "feed-forward (talkanim.train.finetune not available)"
-            else:
-                # steps None: the library's default budget (about a minute on this CPU)
-                tuned = finetune(model, images, points, pupils, steps=self.finetune_steps, device=device)
-                psi = tuned.adain_params
-                note = f"fine-tuned {tuned.steps} steps in {tuned.seconds:.0f} s"
+            from talkanim.train.finetune import finetune
+
+            # steps None: the library's default budget (about a minute on this CPU)
+            tuned = finetune(model, images, points, pupils, steps=self.finetune_steps, device=device)
+            psi = tuned.adain_params
+            note = f"fine-tuned {tuned.steps} steps in {tuned.seconds:.0f} s"
         refine = model.refiner(psi.detach())
         return _ModelAnimator(renderers, refine, note)
 

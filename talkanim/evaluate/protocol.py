@@ -129,9 +129,7 @@ def load_clip(path: Path, keep: set[int], detector, last: int | None = None,
                 if i >= last:
                     break
         finally:
-            close = getattr(it, "close", None)
-            if close:
-                close()
+            it.close()
 
     on_frame = (lambda i: progress("track", i + 1, last + 1)) if progress else None
     track = track_frames(frames(), detector, fps=info.fps, size=(info.width, info.height),
