@@ -43,6 +43,14 @@ def astronaut() -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
+def astronaut_face(astronaut):
+    """The astronaut's face as the landmark stage finds it (dlib, offline)."""
+    from talkanim.landmarks import detect_face, make_detector
+
+    return detect_face(astronaut, make_detector("dlib"))
+
+
+@pytest.fixture(scope="session")
 def example_portrait() -> Path:
     return EXAMPLES / "portrait.png"
 

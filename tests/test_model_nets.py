@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import os
-
 import numpy as np
 import pytest
 import torch
@@ -174,30 +171,11 @@ def test_autocast_forward():
     assert torch.isfinite(out).all() and torch.isfinite(score.float()).all()
 
 
-def _dlib_landmarks(image: np.ndarray) -> np.ndarray | None:
-    try:
-        import dlib
-    except ImportError:
-        return None
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None:
-        return None
-    model = os.path.join(os.path.dirname(spec.origin), "models", "shape_predictor_68_face_landmarks.dat")
-    detector = dlib.get_frontal_face_detector()
-    faces = detector(image, 0) or detector(image, 1)
-    if not faces:
-        return None
-    shape = dlib.shape_predictor(model)(image, max(faces, key=lambda r: r.area()))
-    return np.array([[p.x, p.y] for p in shape.parts()], np.float32)
-
-
-def test_overfits_one_real_crop(astronaut):
+def test_overfits_one_real_crop(astronaut, astronaut_face):
     """A few Adam steps of E+G on one (image, sketch) pair lower the content loss."""
     from talkanim.render.crop import crop_image, face_crop_box
 
-    pts = _dlib_landmarks(astronaut)
-    if pts is None:
-        pytest.skip("dlib or its 68-point model is not available")
+    pts = astronaut_face.points
     size = 64
     box = face_crop_box(pts, 1.8)
     crop = crop_image(astronaut, box, size)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -17,23 +14,9 @@ from talkanim.landmarks.types import Face, LandmarkTrack
 from talkanim.motion import MotionTrack, apply_transform, fit_similarity, invert, retarget
 
 
-def dlib_face(image: np.ndarray) -> Face:
-    """Minimal local detector: dlib HOG + the 68-point predictor from face-recognition-models."""
-    import dlib
-
-    root = Path(importlib.util.find_spec("face_recognition_models").origin).parent
-    predictor = dlib.shape_predictor(str(root / "models" / "shape_predictor_68_face_landmarks.dat"))
-    rects = dlib.get_frontal_face_detector()(image, 1)
-    assert rects, "no face found"
-    r = max(rects, key=lambda r: r.area())
-    shape = predictor(image, r)
-    pts = np.array([(p.x, p.y) for p in shape.parts()], np.float32)
-    return Face(points=pts, box=(r.left(), r.top(), r.right(), r.bottom()))
-
-
 @pytest.fixture(scope="module")
-def face(astronaut) -> Face:
-    return dlib_face(astronaut)
+def face(astronaut_face) -> Face:
+    return astronaut_face
 
 
 def similarity(angle: float, scale: float, tx: float, ty: float) -> np.ndarray:
