@@ -30,7 +30,7 @@ from talkanim.landmarks import (
     track_frames,
 )
 from talkanim.landmarks.types import Face, LandmarkTrack
-from talkanim.motion import MotionTrack, retarget
+from talkanim.motion import MotionTrack, retarget, shot_weights
 from talkanim import neural
 from talkanim.render import FaceRenderer, make_preview
 
@@ -178,14 +178,17 @@ def animate(
         driver = load_driver(driver_path, session=session, progress=progress)
     motion = retarget(face, driver.track, config.motion)
     device = str(resolve_device(config.device))
-    network = _neural_face(image, face, session, device, progress)
+    shots = [_load_shot(path, session) for path in config.shots]
+    network = _neural_face([(image, face), *shots], session, device, progress)
     refine = network.refine if network else None
 
     fps = config.fps or driver.track.fps
     frame_indices = _resample_indices(driver.track.num_frames, driver.track.fps, fps)
     # The network was trained on the plain warp and paints the mouth interior itself.
     render_config = replace(config.render, mouth_fill=False) if network else config.render
-    renderer = FaceRenderer(image, face, render_config, device=device)
+    renderer = FaceRenderer(image, face, render_config, shots=shots, device=device)
+    # Column 0 is the portrait; with no extra shots every frame comes from it.
+    weights = shot_weights(np.stack([face.points] + [f.points for _, f in shots]), motion.points) if shots else None
     audio_from = driver.path if (config.audio and driver.has_audio) else None
 
     height, width = image.shape[:2]
@@ -197,7 +200,8 @@ def animate(
         for start in range(0, len(frame_indices), RENDER_BATCH):
             chunk = frame_indices[start : start + RENDER_BATCH]
             # one reused full frame: only the moving window is written (no portrait copy per frame)
-            frames = renderer.render_frames(motion.points[chunk], motion.pupils[chunk], refine=refine)
+            frames = renderer.render_frames(motion.points[chunk], motion.pupils[chunk], refine=refine,
+                                            shot_weights=None if weights is None else weights[chunk])
             for frame in frames:
                 if driver_frames is not None:
                     frame = make_preview(image, next(driver_frames), frame)
@@ -223,18 +227,21 @@ def animate(
     )
 
 
-def _neural_face(image, face, session: Session, device: str, progress) -> neural.NeuralFace | None:
-    """The model fine-tuned on this portrait (and its extra shots), or None for warp only."""
+def _load_shot(path: Path, session: Session) -> tuple[np.ndarray, Face]:
+    """Another picture of the portrait's person, with its face (the largest)."""
+    image = load_image(_existing_file(path, "shot"))
+    return image, detect_face(image, session.detector, name=str(path), log=session.log)
+
+
+def _neural_face(pictures: list[tuple[np.ndarray, Face]], session: Session, device: str,
+                 progress) -> neural.NeuralFace | None:
+    """The model fine-tuned on the person's pictures (the portrait first), or None for warp only."""
     config = session.config
     mode = neural.wanted_mode(config.neural)
     if mode is None:
         if session.log and config.neural.model == "auto":
             session.log("model: none (warp only; the shipped weights do not beat it yet: --model hybrid to try them)")
         return None
-    pictures = [(image, face)]
-    for path in config.neural.shots:
-        shot = load_image(_existing_file(path, "shot"))
-        pictures.append((shot, detect_face(shot, session.detector, name=str(path), log=session.log)))
     return neural.prepare(mode, pictures, config, device=device, log=session.log, progress=progress)
 
 

@@ -116,9 +116,9 @@ def animate(
     with _command(quiet, debug) as ui:
         config.neural = NeuralConfig(
             model=_choice("--model", model, ("auto", "hybrid", "paper", "none")),
-            weights=weights, shots=tuple(shot or ()) + _folder_images(shots_dir),
-            finetune_steps=finetune_steps, person=person, save_person=save_person,
+            weights=weights, finetune_steps=finetune_steps, person=person, save_person=save_person,
         )
+        config.shots = tuple(shot or ()) + _folder_images(shots_dir)
         session = api.Session(config, log=ui.log)
         result = api.animate(source, driver, output, session=session, progress=ui.progress)
         ui.finish()
@@ -327,6 +327,9 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the run folder's last complete checkpoint.")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed of initialisation and episode sampling.")] = 0,
     ema: Annotated[bool, typer.Option("--ema", help="Keep and export an exponential moving average of G.")] = False,
+    lr_g: Annotated[float, typer.Option("--lr-g", min=0.0, help="Learning rate of the embedder and generator.")] = 5e-5,
+    lr_d: Annotated[float, typer.Option("--lr-d", min=0.0, help="Learning rate of the discriminator.")] = 2e-4,
+    adversarial: Annotated[bool, typer.Option("--adversarial/--content-only", help="Train with the discriminator (the paper) or with content losses only (about twice as fast on a CPU).")] = True,
     device: Device = "auto",
     json_out: Json = False,
     quiet: Quiet = False,
@@ -348,6 +351,7 @@ def train(
         dataset=dataset, out_dir=out_dir, preset=preset, mode=mode, image_size=image_size, shots=shots,
         batch_size=batch_size, max_steps=max_steps, time_budget_s=time_budget,
         checkpoint_every=checkpoint_every, resume=resume, seed=seed, ema=ema, device=device,
+        lr_g=lr_g, lr_d=lr_d, adversarial=adversarial,
     )
     with _command(quiet or rank != 0, debug) as ui:
         result = run_training(config, progress=lambda step, total, _metrics: ui.progress("train", step, total))

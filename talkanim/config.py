@@ -59,12 +59,11 @@ class RenderConfig:
 
 @dataclass
 class NeuralConfig:
-    """The neural refinement: which model, which shots of the person, how much fine-tuning."""
+    """The neural refinement: which model, how much fine-tuning on the person's pictures."""
 
     # auto: hybrid when weights ship with the install, else warp only (none).
     model: ModelMode = "auto"
     weights: Path | None = None  # a model file or training run folder instead of the shipped one
-    shots: tuple[Path, ...] = ()  # more pictures of the portrait's person
     finetune_steps: int | None = None  # None: about a minute on a 2-core CPU, more on a GPU
     person: Path | None = None  # reuse a fine-tuned person instead of fine-tuning again
     save_person: Path | None = None  # store the fine-tuned person for --person
@@ -78,6 +77,9 @@ class AnimateConfig:
     motion: MotionConfig = field(default_factory=MotionConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
     neural: NeuralConfig = field(default_factory=NeuralConfig)
+    # More pictures of the portrait's person: each frame's face is warped from the one nearest
+    # its pose and expression, and a model is fine-tuned on all of them.
+    shots: tuple[Path, ...] = ()
     device: DeviceName = "auto"
     face_index: int | None = None  # None: the largest face
     fps: float | None = None  # None: the driver's fps

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from talkanim.evaluate import metrics as M
-from talkanim.evaluate.protocol import csim_subset, nearest_shots, normalize_shape, plan_clip
+from talkanim.evaluate.protocol import csim_subset, plan_clip
+from talkanim.motion.shots import nearest_shots, normalize_shape
 
 MOVING_CLIP = "videos/OpenTalker__SadTalker/WDA_KatieHill_000.mp4"  # head turns and talks
 

@@ -28,6 +28,7 @@ from talkanim.evaluate.identity import FaceAnalyzer, get_analyzer
 from talkanim.evaluate.methods import Animator, Method, Shot, make_method
 from talkanim.landmarks.measures import eye_opening, mouth_opening
 from talkanim.landmarks.types import Face
+from talkanim.motion.shots import nearest_shots
 from talkanim.render.crop import CropBox, crop_image, face_crop_box
 
 Progress = Callable[[str, int, "int | None"], None]
@@ -71,22 +72,6 @@ def plan_clip(num_frames: int, shots: list[int], *, every: int = 1, max_frames: 
     plan = {t: sorted(set(np.linspace(0, start - 1, t).round().astype(int).tolist())) if t > 1 else [0]
             for t in shots}
     return ClipPlan(num_frames, start, plan, driver)
-
-
-def normalize_shape(points: np.ndarray) -> np.ndarray:
-    """Landmarks (..., 68, 2) with translation and scale removed (rotation kept: it is pose)."""
-    p = np.asarray(points, np.float64)
-    c = p - p.mean(axis=-2, keepdims=True)
-    scale = np.sqrt((c**2).sum(axis=(-2, -1), keepdims=True) / p.shape[-2])
-    return c / np.maximum(scale, 1e-9)
-
-
-def nearest_shots(shot_points: np.ndarray, target_points: np.ndarray) -> np.ndarray:
-    """Index (N,) of the shot whose normalized landmarks are closest to each target's."""
-    s = normalize_shape(shot_points).reshape(len(shot_points), -1)
-    t = normalize_shape(target_points).reshape(len(target_points), -1)
-    d = ((t[:, None, :] - s[None, :, :]) ** 2).sum(-1)
-    return d.argmin(axis=1)
 
 
 def csim_subset(n: int, k: int) -> list[int]:
@@ -347,5 +332,5 @@ def _error_line(err: BaseException) -> str:
 
 
 __all__ = ["ClipPlan", "Clip", "CrossResult", "SelfResult", "build_methods", "cross_reenact", "csim_subset",
-           "load_clip", "nearest_shots", "normalize_shape", "plan_clip", "score_frame",
+           "load_clip", "plan_clip", "score_frame",
            "self_reenact"]

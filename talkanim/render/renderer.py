@@ -6,13 +6,14 @@ resolution S, a piecewise-affine backward map is built there (see warp.py), then
   - for output, the map is upsampled bilinearly to the paste resolution of the crop in the
     original picture and samples the ORIGINAL picture's pixels, so a 2048 px painting keeps its
     own texture instead of making a 256 px round trip.
-Corrections computed at S (mouth fill, the `refine` hook) are added as
+Corrections computed at S (mouth fill, the face interior of extra shots of the person, see
+shots.py, and the `refine` hook) are added as
 `hi_res_warp + upsample(corrected - warped)`, so a network only contributes its correction.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -26,7 +27,8 @@ from talkanim.motion.retarget import transfer_pupils
 from talkanim.render.crop import CropBox, crop_image, face_crop_box
 from talkanim.render.mouth import MouthFiller
 from talkanim.render.paste import feather_mask, paste_region, region_texture, to_tensor
-from talkanim.render.warp import RING_FRACTION, PiecewiseAffineWarp, extend_points, fixed_anchors, to_normalized
+from talkanim.render.shots import ShotSources
+from talkanim.render.warp import RING_FRACTION, PiecewiseAffineWarp, fixed_anchors, moving_vertices, to_normalized
 
 # refine(warped (B,3,S,S) in [0,1], target points (B,68,2) crop px at S, target pupils (B,2,2) crop px)
 RefineFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -40,7 +42,10 @@ class FaceRenderer:
     """Renders one source portrait under many target landmark sets."""
 
     def __init__(self, image: np.ndarray, face: Face, config: RenderConfig | None = None, *,
+                 shots: Sequence[tuple[np.ndarray, Face]] = (),
                  device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+        """`shots`: other pictures of the same person (image, face) whose face interior the
+        render methods blend in by `shot_weights` (see talkanim.motion.shot_weights)."""
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise InputError(f"the portrait must be an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
@@ -59,12 +64,15 @@ class FaceRenderer:
         pupils = face.pupils if face.pupils is not None else eye_centres(face.points)
         self.source_pupils = np.asarray(pupils, np.float32)
         self.source_pupils_crop = box.to_crop(self.source_pupils, s)
-        moving = self._moving(self.source_points_crop[None], self.source_pupils_crop[None])[0]
+        moving = moving_vertices(self.source_points_crop[None], self.source_pupils_crop[None])[0]
         centre = np.array([(s - 1) / 2.0, (s - 1) / 2.0], np.float32)
         anchors = fixed_anchors(s, centre, RING_FRACTION * s / 2.0)
         self.warp = PiecewiseAffineWarp(moving, anchors, s, device=self.device, dtype=dtype)
         self._src_s = to_tensor(self.source_crop, self.device, dtype)
         self.mouth = MouthFiller(self.source_points_crop, self.source_crop) if self.config.mouth_fill else None
+        self.shots = ShotSources(shots, self.source_crop, self.source_points_crop, size=s,
+                                 crop_scale=self.config.crop_scale, anchors=anchors,
+                                 mouth_fill=self.config.mouth_fill, device=self.device, dtype=dtype)
 
         # --- paste resolution in the original picture
         self.region = paste_region(box, image.shape, self.config.max_paste_side)
@@ -105,11 +113,6 @@ class FaceRenderer:
         self._mask = F.grid_sample(mask_s, full_grid, mode="bilinear", padding_mode="zeros", align_corners=True)
 
     # ------------------------------------------------------------------ helpers
-    @staticmethod
-    def _moving(points_crop: np.ndarray, pupils_crop: np.ndarray) -> np.ndarray:
-        """Moving warp vertices: 68 landmarks, virtual forehead points, the two pupils."""
-        return np.concatenate([extend_points(points_crop), pupils_crop], axis=1).astype(np.float32)
-
     def _targets(self, targets: np.ndarray, pupils: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         targets = np.asarray(targets, np.float32)
         if targets.ndim == 2:
@@ -126,7 +129,7 @@ class FaceRenderer:
     def sample_map(self, targets: np.ndarray, pupils: np.ndarray | None = None) -> torch.Tensor:
         """Backward map (B, S, S, 2): source crop coordinates (pixels at S) per target pixel."""
         t_crop, p_crop = self._targets(targets, pupils)
-        return self.warp.sample_map(self._moving(t_crop, p_crop))
+        return self.warp.sample_map(moving_vertices(t_crop, p_crop))
 
     # ------------------------------------------------------------------ public API
     @torch.inference_mode()
@@ -142,19 +145,19 @@ class FaceRenderer:
 
     @torch.inference_mode()
     def render_batch(self, targets: np.ndarray, pupils: np.ndarray | None = None, *,
-                     refine: RefineFn | None = None) -> np.ndarray:
+                     refine: RefineFn | None = None, shot_weights: np.ndarray | None = None) -> np.ndarray:
         """Full frames (B, H, W, 3) uint8: the portrait with the face warped to each target."""
-        (y0, y1, x0, x1), patches = self.render_patches(targets, pupils, refine=refine)
+        (y0, y1, x0, x1), patches = self.render_patches(targets, pupils, refine=refine, shot_weights=shot_weights)
         frames = np.repeat(self.image[None], len(patches), axis=0)
         frames[:, y0:y1, x0:x1] = patches
         return frames
 
     def render_frames(self, targets: np.ndarray, pupils: np.ndarray | None = None, *,
-                      refine: RefineFn | None = None) -> Iterator[np.ndarray]:
+                      refine: RefineFn | None = None, shot_weights: np.ndarray | None = None) -> Iterator[np.ndarray]:
         """The frames of `render_batch`, one at a time, each a view of ONE reused full-size
         buffer that is valid until the next frame is asked for (write or copy it first): only
         the changed window is written, the portrait is never copied per frame."""
-        (y0, y1, x0, x1), patches = self.render_patches(targets, pupils, refine=refine)
+        (y0, y1, x0, x1), patches = self.render_patches(targets, pupils, refine=refine, shot_weights=shot_weights)
         if self._canvas is None:
             self._canvas = self.image.copy()
         canvas = self._canvas
@@ -168,23 +171,31 @@ class FaceRenderer:
 
     @torch.inference_mode()
     def render_patches(self, targets: np.ndarray, pupils: np.ndarray | None = None, *,
-                       refine: RefineFn | None = None) -> tuple[tuple[int, int, int, int], np.ndarray]:
+                       refine: RefineFn | None = None,
+                       shot_weights: np.ndarray | None = None) -> tuple[tuple[int, int, int, int], np.ndarray]:
         """The part of each frame that differs from the portrait: ((y0, y1, x0, x1) picture
         window, (B, y1 - y0, x1 - x0, 3) uint8). Outside the window every frame IS the portrait.
+
+        `shot_weights` (B, 1 + number of shots), rows summing to 1: how much of each frame's face
+        interior comes from the portrait (column 0) and from each extra shot. None: the portrait.
 
         Where the warp is the identity (the fixed ring and border triangles) and nothing corrects
         the crop, the paste-back would reproduce the portrait's own pixels, so at paste scale 1 only
         the window where the map moves (or a correction is non-zero) is resampled and blended.
         """
         t_crop, p_crop = self._targets(targets, pupils)
-        smap = self.warp.sample_map(self._moving(t_crop, p_crop))  # (B, S, S, 2)
+        target_moving = moving_vertices(t_crop, p_crop)
+        smap = self.warp.sample_map(target_moving)  # (B, S, S, 2)
         b = smap.shape[0]
         delta = None
-        if self.mouth is not None or refine is not None:
+        from_shots = shot_weights is not None and bool((np.asarray(shot_weights)[:, 1:] > 0).any())
+        if self.mouth is not None or refine is not None or from_shots:
             warped = self._sample_s(smap)
             corrected = warped
             if self.mouth is not None:
                 corrected = self.mouth(corrected, t_crop)
+            if from_shots:
+                corrected = self.shots.blend(corrected, target_moving, t_crop, shot_weights)
             if refine is not None:
                 corrected = refine(corrected,
                                    torch.from_numpy(t_crop).to(self.device, self.dtype),

@@ -36,6 +36,12 @@ def extend_points(points: np.ndarray) -> np.ndarray:
     return np.concatenate([points, forehead], axis=-2)
 
 
+def moving_vertices(points: np.ndarray, pupils: np.ndarray) -> np.ndarray:
+    """The warp's moving vertices (B, 80, 2): 68 landmarks, the virtual forehead points and the
+    two pupils (B, 2, 2), so the eyes' gaze moves with its own triangles."""
+    return np.concatenate([extend_points(points), np.asarray(pupils, np.float32)], axis=1).astype(np.float32)
+
+
 def fixed_anchors(size: int, ring_centre: np.ndarray, ring_radius: float) -> np.ndarray:
     """Border anchors of the crop plus a ring around the face (all fixed), crop pixel coords."""
     hi = size - 1.0

@@ -1,0 +1,114 @@
+"""Extra shots of the portrait's person as warp sources for the inside of the face.
+
+Each shot is cropped with the renderer's crop geometry at working size S and triangulated with
+the portrait's fixed anchors, so its `PiecewiseAffineWarp` maps target landmarks (in the
+portrait's crop) into the shot's crop, as the portrait's own warp does. Two things keep a shot
+taken elsewhere from showing its seams:
+  - only the face interior comes from a shot: a feathered mask of the shot's face outline is
+    warped with it, and hair, background and the paste ring stay the portrait's;
+  - its colours are matched to the portrait's face (per-channel mean and spread inside the
+    outline), so another light or camera does not flash in when the shot takes over.
+The result is a correction at S, added to the full-resolution warp like the mouth fill.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from talkanim.landmarks.measures import eye_centres
+from talkanim.landmarks.types import Face
+from talkanim.render.crop import crop_image, face_crop_box
+from talkanim.render.mouth import MouthFiller
+from talkanim.render.paste import to_tensor
+from talkanim.render.warp import PiecewiseAffineWarp, moving_vertices, to_normalized
+
+# The mask's edge sits this fraction of the way from the outline towards the landmarks' centre,
+# so the feather ends inside the face, not on the hairline or the background.
+MASK_SHRINK = 0.08
+MASK_FEATHER = 0.025  # Gaussian sigma of the mask's edge, as a fraction of S
+
+
+def face_mask(points_crop: np.ndarray, size: int) -> np.ndarray:
+    """(S, S) float32 in [0, 1]: the landmarks' convex hull, shrunk and feathered."""
+    pts = np.asarray(points_crop, np.float64)
+    centre = pts.mean(axis=0)
+    hull = cv2.convexHull(((pts - centre) * (1.0 - MASK_SHRINK) + centre).astype(np.float32))
+    mask = np.zeros((size, size), np.float32)
+    cv2.fillConvexPoly(mask, np.round(hull[:, 0] * 16).astype(np.int32), 1.0, lineType=cv2.LINE_AA, shift=4)
+    sigma = MASK_FEATHER * size
+    return cv2.GaussianBlur(mask, (0, 0), sigma) if sigma > 0 else mask
+
+
+def match_colours(image: np.ndarray, mask: np.ndarray, reference: np.ndarray, reference_mask: np.ndarray) -> np.ndarray:
+    """`image` (S, S, 3) uint8 with each channel's mean and spread inside `mask` moved to those of
+    `reference` inside `reference_mask` (a contrast change of at most 2x either way)."""
+    def stats(img: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        w = (m > 0.5).reshape(-1)
+        px = img.reshape(-1, 3)[w].astype(np.float64) if w.any() else img.reshape(-1, 3).astype(np.float64)
+        return px.mean(axis=0), px.std(axis=0) + 1.0
+
+    mean, std = stats(image, mask)
+    ref_mean, ref_std = stats(reference, reference_mask)
+    gain = np.clip(ref_std / std, 0.5, 2.0)
+    out = (image.astype(np.float64) - mean) * gain + ref_mean
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+class ShotSources:
+    """The extra shots, ready to be warped to any target and blended into the portrait's warp."""
+
+    def __init__(self, shots: Sequence[tuple[np.ndarray, Face]], portrait_crop: np.ndarray,
+                 portrait_points_crop: np.ndarray, *, size: int, crop_scale: float, anchors: np.ndarray,
+                 mouth_fill: bool, device: torch.device, dtype: torch.dtype):
+        self.size = size
+        portrait_mask = face_mask(portrait_points_crop, size)
+        self._warps: list[PiecewiseAffineWarp] = []
+        self._rgba: list[torch.Tensor] = []  # (1, 4, S, S): colour-matched crop + face mask
+        self._mouths: list[MouthFiller | None] = []
+        for image, face in shots:
+            box = face_crop_box(face.points, crop_scale)
+            crop = crop_image(image, box, size)
+            points = box.to_crop(face.points, size)
+            pupils = box.to_crop(face.pupils if face.pupils is not None else eye_centres(face.points), size)
+            mask = face_mask(points, size)
+            crop = match_colours(crop, mask, portrait_crop, portrait_mask)
+            moving = moving_vertices(points[None], pupils[None])[0]
+            self._warps.append(PiecewiseAffineWarp(moving, anchors, size, device=device, dtype=dtype))
+            alpha = torch.from_numpy(mask).to(device, dtype)[None, None]
+            self._rgba.append(torch.cat([to_tensor(crop, device, dtype), alpha], dim=1))
+            self._mouths.append(MouthFiller(points, crop) if mouth_fill else None)
+
+    def __len__(self) -> int:
+        return len(self._warps)
+
+    def blend(self, base: torch.Tensor, target_moving: np.ndarray, target_points_crop: np.ndarray,
+              weights: np.ndarray) -> torch.Tensor:
+        """base (B, 3, S, S) in [0, 1]: the portrait's warp; weights (B, 1 + K), column 0 the
+        portrait's, rows summing to 1. Returns base + sum_k w_k * mask_k * (shot_k - base)
+        with every shot warped to the targets."""
+        weights = np.asarray(weights, np.float64)
+        if weights.shape != (base.shape[0], 1 + len(self)):
+            raise ValueError(f"shot weights must be (B, {1 + len(self)}), got {weights.shape}")
+        out = base
+        for k in range(len(self)):
+            rows = np.flatnonzero(weights[:, k + 1] > 0)
+            if rows.size == 0:
+                continue
+            smap = self._warps[k].sample_map(target_moving[rows])
+            grid = to_normalized(smap, self.size, self.size)
+            sampled = F.grid_sample(self._rgba[k].expand(len(rows), -1, -1, -1), grid, mode="bilinear",
+                                    padding_mode="border", align_corners=True)
+            shot, alpha = sampled[:, :3], sampled[:, 3:]
+            if self._mouths[k] is not None:
+                shot = self._mouths[k](shot, target_points_crop[rows])
+            w = torch.from_numpy(weights[rows, k + 1]).to(base.device, base.dtype).view(-1, 1, 1, 1)
+            idx = torch.from_numpy(rows).to(base.device)
+            if out is base:
+                out = base.clone()
+            out.index_add_(0, idx, w * alpha * (shot - base[idx]))
+        return out
