@@ -27,6 +27,18 @@ def test_config_roundtrip_and_presets():
         preset("huge", "paper")
     with pytest.raises(ValueError):
         ModelConfig(image_size=100)
+    # files written before the option existed keep their unnormalized embedder
+    old = {k: v for k, v in preset("tiny", "hybrid").to_dict().items() if k != "normalize_embedding"}
+    assert not ModelConfig.from_dict(old).normalize_embedding
+    assert all(p.normalize_embedding for p in PRESETS.values())
+
+
+def test_embeddings_have_unit_rms_whatever_the_input():
+    torch.manual_seed(0)
+    m = TalkingHeadModel(preset("tiny", "hybrid"), discriminator=False)
+    for scale in (0.1, 1.0, 10.0):
+        e = m.embedder(torch.rand(3, 3, 128, 128) * scale, torch.rand(3, 3, 128, 128))
+        assert torch.allclose(e.pow(2).mean(dim=1), torch.ones(3), atol=1e-4)
 
 
 @pytest.mark.parametrize("mode", ["paper", "hybrid"])

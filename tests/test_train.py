@@ -257,6 +257,20 @@ def test_resume_after_interrupt_is_bit_exact(toy_dataset, tmp_path):
     assert init.checksum != straight.checksum
 
 
+def test_content_only_training_moves_the_generator_and_leaves_the_discriminator(toy_dataset, tmp_path):
+    r = train(toy_config(toy_dataset, tmp_path / "co", max_steps=3, adversarial=False, ema=False),
+              warp_fn=similarity_warp)
+    w = weights_of(tmp_path / "co")
+    init = train(toy_config(toy_dataset, tmp_path / "i", max_steps=0, ema=False), warp_fn=similarity_warp)
+    w0 = weights_of(tmp_path / "i")
+    assert r.step == 3
+    moved = {k for k in w if not torch.equal(w[k], w0[k])}
+    assert any(k.startswith("generator.") for k in moved) and any(k.startswith("embedder.") for k in moved)
+    assert not any(k.startswith("discriminator.") for k in moved)
+    logged = log_losses(tmp_path / "co")[-1]
+    assert "loss_d" not in logged and logged["l1"] > 0
+
+
 def test_time_budget_stops_and_checkpoints(toy_dataset, tmp_path):
     r = train(toy_config(toy_dataset, tmp_path / "t", max_steps=10_000, time_budget_s=0.5, checkpoint_every=10_000))
     assert r.stopped == "time_budget" and 0 < r.step < 10_000

@@ -1,7 +1,7 @@
 """Embedder E(x, y) -> e^: one identity vector from a face crop and its landmark sketch.
 
 Built like the discriminator (residual down blocks, self-attention, global sum pooling), then
-a spectral-normalized linear layer to `embed_dim`. For T shots the caller averages the T
+a spectral-normalized linear layer to `embed_dim` (optionally scaled to unit RMS). For T shots the caller averages the T
 vectors (`embed_shots` does it).
 """
 
@@ -28,7 +28,10 @@ class Embedder(nn.Module):
         """images (B, 3, S, S) in [0, 1], sketches (B, 3, S, S) in [0, 1] -> (B, embed_dim)."""
         x = torch.cat([images * 2 - 1, sketches * 2 - 1], dim=1)
         pooled, _ = self.trunk(x)
-        return self.out(pooled)
+        e = self.out(pooled)
+        if self.config.normalize_embedding:  # unit root-mean-square: see ModelConfig
+            e = e * torch.rsqrt(e.float().pow(2).mean(dim=1, keepdim=True) + 1e-8).to(e.dtype)
+        return e
 
     def embed_shots(self, images: torch.Tensor, sketches: torch.Tensor) -> torch.Tensor:
         """images, sketches (B, T, 3, S, S) -> (B, embed_dim): mean over the T shots."""

@@ -212,16 +212,19 @@ class _Trainer:
 
         # --- E and G -------------------------------------------------------------------
         d.requires_grad_(False)  # D is only a critic here; its own step follows
+        zero = torch.zeros((), device=self.device)
         with autocast:
             fake, e = self.gen(b.shots, b.shot_sketches, b.target_sketch, warped, region)
-            fake_score, fake_feats = d(fake, b.target_sketch, b.video_index)
-            with torch.no_grad():
-                _, real_feats = d(b.target, b.target_sketch, b.video_index)
             terms = content_terms(fake.float(), b.target, b.target_points)
             content = w.l1 * terms["l1"] + w.msssim * terms["msssim"] + w.region * terms["region"]
-            adv = g_adversarial_loss(fake_score.float())
-            fm = feature_matching_loss(real_feats, fake_feats)
-            mch = matching_loss(e, d.W[b.video_index].detach())
+            adv = fm = mch = zero
+            if cfg.adversarial:
+                fake_score, fake_feats = d(fake, b.target_sketch, b.video_index)
+                with torch.no_grad():
+                    _, real_feats = d(b.target, b.target_sketch, b.video_index)
+                adv = g_adversarial_loss(fake_score.float())
+                fm = feature_matching_loss(real_feats, fake_feats)
+                mch = matching_loss(e, d.W[b.video_index].detach())
             loss_g = content + w.adv * adv + w.fm * fm + w.mch * mch
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
@@ -231,6 +234,10 @@ class _Trainer:
         d.requires_grad_(True)
         if self.ema is not None:
             self._update_ema()
+        out = {"loss_g": loss_g.detach(), "l1": terms["l1"].detach(), "msssim": terms["msssim"].detach(),
+               "region": terms["region"].detach()}
+        if not cfg.adversarial:
+            return out
 
         # --- D: real and fake in one forward, so DDP sees one graph per step ----------------
         with autocast:
@@ -244,10 +251,8 @@ class _Trainer:
             torch.nn.utils.clip_grad_norm_(self.disc.parameters(), cfg.grad_clip)
         self.opt_d.step()
 
-        return {"loss_g": loss_g.detach(), "l1": terms["l1"].detach(), "msssim": terms["msssim"].detach(),
-                "region": terms["region"].detach(), "adv": adv.detach(), "fm": fm.detach(), "mch": mch.detach(),
-                "loss_d": loss_d.detach(), "d_real": real_score.mean().detach(),
-                "d_fake": fake_score_d.mean().detach()}
+        return {**out, "adv": adv.detach(), "fm": fm.detach(), "mch": mch.detach(), "loss_d": loss_d.detach(),
+                "d_real": real_score.mean().detach(), "d_fake": fake_score_d.mean().detach()}
 
     def _warp(self, b: EpisodeBatch) -> torch.Tensor | None:
         if self.mc.mode != "hybrid":
@@ -362,6 +367,7 @@ def _parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Na
     p.add_argument("--no-amp", action="store_true")
     p.add_argument("--grad-clip", type=float, default=1.0)
     p.add_argument("--ema", action="store_true")
+    p.add_argument("--content-only", action="store_true", help="no discriminator: content losses only")
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--held-frames", type=int, default=4)
     p.add_argument("--checksum-dir", type=Path, default=None,
@@ -372,6 +378,7 @@ def _parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Na
                       time_budget_s=a.time_budget, seed=a.seed, checkpoint_every=a.checkpoint_every,
                       resume=a.resume, device=a.device, amp=not a.no_amp,
                       grad_clip=a.grad_clip if a.grad_clip > 0 else None, ema=a.ema, log_every=a.log_every,
+                      adversarial=not a.content_only,
                       held_frames_per_video=a.held_frames)
     return cfg, a
 
