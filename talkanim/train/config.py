@@ -41,9 +41,8 @@ class TrainConfig:
     ema_decay: float = 0.999
     loss: LossWeights = field(default_factory=LossWeights)  # the model's weights: adv, fm 10, mch 80, ...
     # False: content losses only (no discriminator step, no adversarial, feature-matching or
-    # matching terms). Each step costs about half as much on a CPU; for the hybrid, whose
-    # network only edits mouth and eyes of a warp, short adversarial runs did not lower the
-    # held-frame error (measured), content-only ones did.
+    # matching terms): a cheaper step on a CPU, for the hybrid, whose network only edits the
+    # mouth and eyes of a warp.
     adversarial: bool = True
     log_every: int = 10
     # The last frames (in time) of every training video are never trained on: they are the
