@@ -354,7 +354,11 @@ def train(
         lr_g=lr_g, lr_d=lr_d, adversarial=adversarial,
     )
     with _command(quiet or rank != 0, debug) as ui:
-        result = run_training(config, progress=lambda step, total, _metrics: ui.progress("train", step, total))
+        def show(step: int, total: int, metrics: dict[str, float]) -> None:
+            losses = " ".join(f"{k} {metrics[k]:.4f}" for k in ("l1", "msssim", "adv", "loss_d") if k in metrics)
+            ui.progress("train", step, total, losses)
+
+        result = run_training(config, progress=show)
         ui.finish()
         if rank != 0:
             return
@@ -450,18 +454,19 @@ class _UI:
         if not self.quiet:
             self.console.print(message, highlight=False, markup=False)
 
-    def progress(self, stage: str, done: int, total: int | None) -> None:
+    def progress(self, stage: str, done: int, total: int | None, info: str = "") -> None:
+        """Advance the bar of `stage`; `info` is shown after it (e.g. training losses)."""
         if self.quiet:
             return
         if self._bars is None:
             self._bars = Progress(
                 TextColumn("{task.description:>16}"), BarColumn(), MofNCompleteColumn(),
-                TimeRemainingColumn(), console=self.console, transient=False,
+                TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=self.console, transient=False,
             )
             self._bars.start()
         if stage not in self._tasks:
-            self._tasks[stage] = self._bars.add_task(STAGE_LABELS.get(stage, stage), total=total)
-        self._bars.update(self._tasks[stage], completed=done, total=max(total or 0, done))
+            self._tasks[stage] = self._bars.add_task(STAGE_LABELS.get(stage, stage), total=total, info=info)
+        self._bars.update(self._tasks[stage], completed=done, total=max(total or 0, done), info=info)
 
     def finish(self) -> None:
         if self._bars is not None:

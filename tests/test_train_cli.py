@@ -4,6 +4,7 @@ line, on videos the test makes from the shipped example (no shared data needed).
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,7 @@ def test_prepare_train_animate(tmp_path, example_driver, example_portrait):
                    "--max-steps", "6", "--resume", "--device", "cpu", "--json")
     assert proc.returncode == 0, proc.stderr.decode()
     assert json.loads(proc.stdout)["step"] == 6
+    assert re.search(r"l1 0\.\d{4} msssim 0\.\d{4} adv -?\d", proc.stderr.decode())  # losses on the bar
 
     out = tmp_path / "trained.mp4"
     proc = run_cli("animate", example_portrait, clips[0], "-o", out, "--model", "hybrid", "--weights", run,
