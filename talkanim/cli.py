@@ -329,7 +329,7 @@ def train(
     ema: Annotated[bool, typer.Option("--ema", help="Keep and export an exponential moving average of G.")] = False,
     lr_g: Annotated[float, typer.Option("--lr-g", min=0.0, help="Learning rate of the embedder and generator.")] = 5e-5,
     lr_d: Annotated[float, typer.Option("--lr-d", min=0.0, help="Learning rate of the discriminator.")] = 2e-4,
-    adversarial: Annotated[bool, typer.Option("--adversarial/--content-only", help="Train with the discriminator (the paper) or with content losses only (about twice as fast on a CPU).")] = True,
+    adversarial: Annotated[bool, typer.Option("--adversarial/--content-only", help="Train with the discriminator (the paper) or with content losses only (no discriminator step).")] = True,
     device: Device = "auto",
     json_out: Json = False,
     quiet: Quiet = False,
