@@ -16,6 +16,14 @@ def test_no_face_in_source(faceless, driver_1s, tmp_path):
     assert_fails(run_cli("animate", faceless, driver_1s, "-o", out), 3, "no face found", out=out)
 
 
+def test_bad_shots_fail_clearly(portrait, faceless, driver_1s, tmp_path):
+    out = tmp_path / "out.mp4"
+    assert_fails(run_cli("animate", portrait, driver_1s, "-o", out, "--shot", faceless), 3,
+                 "no face found", str(faceless.name), out=out)
+    assert_fails(run_cli("animate", portrait, driver_1s, "-o", out, "--shot", tmp_path / "missing.jpg"), 2,
+                 "shot not found", out=out)
+
+
 @pytest.fixture(scope="module")
 def two_faces(tmp_path_factory, astronaut) -> object:
     """The astronaut twice, side by side: 256 px and 160 px high."""
