@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 
 # The rows every run reports (the test checks them all).
 ROW_KEYS = (
-    "track_dlib", "track_fan", "warp_256", "warp_512", "render_1024", "hybrid_model",
+    "track_dlib", "track_fan", "warp_256", "warp_512", "render_1024", "render_1024_shot", "hybrid_model",
     "finetune_t1", "finetune_t8", "e2e_warp", "e2e_hybrid", "rss_10s", "rss_60s",
 )
 # Talking-head clips in the shared data (first found is used), scaled + padded to 640x360.
@@ -278,6 +278,25 @@ def bench_render(ctx: Context, rows: list[Row], floor_fps: float | None) -> dict
     rows.append(Row("render_1024", f"Full render onto a {image.shape[1]} px portrait (warp + mouth fill + paste)",
                     n / wall, "fps", "(info)", floor_fps, "ffmpeg floor (fps)", cpu, None,
                     f"CPU-bound fps {n / cpu:.0f}"))
+
+    # Worst case for --shot: every frame's face interior from an extra shot (here the portrait
+    # mirrored, a face the detector finds like any other picture of the person).
+    from talkanim.landmarks import detect_face, make_detector
+
+    mirrored = np.ascontiguousarray(image[:, ::-1])
+    with_shot = FaceRenderer(image, face, RenderConfig(), shots=[(mirrored, detect_face(mirrored, make_detector("dlib")))])
+    all_shot = np.tile([0.0, 1.0], (batch, 1))
+
+    def full_with_shot():
+        for i in range(0, n, batch):
+            for frame in with_shot.render_frames(points[i:i + batch], pupils[i:i + batch], shot_weights=all_shot):
+                pass
+
+    full_with_shot()
+    wall_s, cpu_s, _ = best_of(full_with_shot, ctx.repeats)
+    rows.append(Row("render_1024_shot", "Same, every frame's face from an extra --shot",
+                    n / wall_s, "fps", "(info)", n / wall, "without the shot (fps)", cpu_s, None,
+                    f"CPU-bound fps {n / cpu_s:.0f}"))
     out["warp_fps"] = next(x.value for x in rows if x.key == "warp_256")
     return out
 
