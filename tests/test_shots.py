@@ -109,7 +109,8 @@ def test_an_open_mouthed_shot_brings_the_real_mouth_to_open_mouthed_frames(clip)
 
 def test_bad_shot_weights_are_refused(clip):
     frames, faces = clip
-    renderer = FaceRenderer(frames[PORTRAIT_FRAME], faces[PORTRAIT_FRAME], shots=[(frames[SHOT_FRAME], faces[SHOT_FRAME])])
+    renderer = FaceRenderer(frames[PORTRAIT_FRAME], faces[PORTRAIT_FRAME],
+                            shots=[(frames[SHOT_FRAME], faces[SHOT_FRAME])])
     with pytest.raises(ValueError, match="shot weights"):
         renderer.render_batch(faces[SHOT_FRAME].points[None], shot_weights=np.array([[0.0, 0.5, 0.5]]))
 

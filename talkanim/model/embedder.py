@@ -1,8 +1,8 @@
 """Embedder E(x, y) -> e^: one identity vector from a face crop and its landmark sketch.
 
 Built like the discriminator (residual down blocks, self-attention, global sum pooling), then
-a spectral-normalized linear layer to `embed_dim` (optionally scaled to unit RMS). For T shots the caller averages the T
-vectors (`embed_shots` does it).
+a spectral-normalized linear layer to `embed_dim` (scaled to unit RMS when the config says so).
+For T shots the caller averages the T vectors (`embed_shots` does it).
 """
 
 from __future__ import annotations
