@@ -6,9 +6,10 @@ resolution S, a piecewise-affine backward map is built there (see warp.py), then
   - for output, the map is upsampled bilinearly to the paste resolution of the crop in the
     original picture and samples the ORIGINAL picture's pixels, so a 2048 px painting keeps its
     own texture instead of making a 256 px round trip.
-Corrections computed at S (mouth fill, the face interior of extra shots of the person, see
-shots.py, and the `refine` hook) are added as
+Corrections computed at S (mouth fill, the `refine` hook) are added as
 `hi_res_warp + upsample(corrected - warped)`, so a network only contributes its correction.
+Extra shots of the person (shots.py) replace the face interior of the frames they serve with
+their own pixels, also resampled at paste resolution.
 """
 
 from __future__ import annotations
@@ -70,14 +71,14 @@ class FaceRenderer:
         self.warp = PiecewiseAffineWarp(moving, anchors, s, device=self.device, dtype=dtype)
         self._src_s = to_tensor(self.source_crop, self.device, dtype)
         self.mouth = MouthFiller(self.source_points_crop, self.source_crop) if self.config.mouth_fill else None
-        self.shots = ShotSources(shots, self.source_crop, self.source_points_crop, size=s,
-                                 crop_scale=self.config.crop_scale, anchors=anchors,
-                                 mouth_fill=self.config.mouth_fill, device=self.device, dtype=dtype)
 
         # --- paste resolution in the original picture
         self.region = paste_region(box, image.shape, self.config.max_paste_side)
         if self.region is None:
             raise InputError("the face crop does not overlap the picture")
+        self.shots = ShotSources(shots, self.source_crop, self.source_points_crop, size=s,
+                                 paste_size=round(box.side * self.region.scale), crop_scale=self.config.crop_scale,
+                                 anchors=anchors, mouth_fill=self.config.mouth_fill, device=self.device, dtype=dtype)
         reg = self.region
         ph, pw = reg.patch_size
         xs, ys = reg.patch_to_picture((ph, pw))
@@ -187,31 +188,35 @@ class FaceRenderer:
         target_moving = moving_vertices(t_crop, p_crop)
         smap = self.warp.sample_map(target_moving)  # (B, S, S, 2)
         b = smap.shape[0]
-        delta = None
+        # Corrections at S, in paste order: the portrait's mouth fill, the shots (also pasted at
+        # full resolution, see shots.py), the network's change of what the first two made.
+        fill_delta = refine_delta = None
+        shot_parts = []
         from_shots = shot_weights is not None and bool((np.asarray(shot_weights)[:, 1:] > 0).any())
         if self.mouth is not None or refine is not None or from_shots:
             warped = self._sample_s(smap)
-            corrected = warped
-            if self.mouth is not None:
-                corrected = self.mouth(corrected, t_crop)
+            filled = self.mouth(warped, t_crop) if self.mouth is not None else warped
+            if filled is not warped:
+                fill_delta = (filled - warped) * 255.0
+            corrected = filled
             if from_shots:
-                corrected = self.shots.blend(corrected, target_moving, t_crop, shot_weights)
+                corrected, shot_parts = self.shots.warp(filled, target_moving, t_crop, shot_weights)
             if refine is not None:
-                corrected = refine(corrected,
-                                   torch.from_numpy(t_crop).to(self.device, self.dtype),
-                                   torch.from_numpy(p_crop).to(self.device, self.dtype))
-                if corrected.shape != warped.shape:
-                    raise ValueError(f"refine returned {tuple(corrected.shape)}, expected {tuple(warped.shape)}")
-            if corrected is not warped:
-                delta = (corrected.to(self.dtype) - warped) * 255.0
+                refined = refine(corrected,
+                                 torch.from_numpy(t_crop).to(self.device, self.dtype),
+                                 torch.from_numpy(p_crop).to(self.device, self.dtype))
+                if refined.shape != warped.shape:
+                    raise ValueError(f"refine returned {tuple(refined.shape)}, expected {tuple(warped.shape)}")
+                refine_delta = (refined.to(self.dtype) - corrected) * 255.0
 
         reg = self.region
         ph, pw = reg.patch_size
         r0, r1, c0, c1 = 0, ph, 0, pw
         if (ph, pw) == (reg.height, reg.width):  # paste scale 1: patch pixels are picture pixels
             moved = (smap - self._identity).abs().amax(dim=(0, 3)) > _MOVED
-            if delta is not None:
-                moved |= delta.abs().amax(dim=(0, 1)) > 0
+            for delta in (fill_delta, refine_delta, *(part.alpha for part in shot_parts)):
+                if delta is not None:
+                    moved |= delta.abs().amax(dim=(0, 1)) > 0
             r0, r1, c0, c1 = self._window(moved)
         if r1 <= r0 or c1 <= c0:  # nothing moves: every frame is the portrait
             return (reg.y0, reg.y0, reg.x0, reg.x0), np.zeros((b, 0, 0, 3), np.uint8)
@@ -223,8 +228,12 @@ class FaceRenderer:
         tex_grid = torch.addcmul(self._tex_b, hi_map.permute(0, 2, 3, 1), self._tex_a)
         hi = F.grid_sample(self._texture.expand(b, -1, -1, -1), tex_grid, mode="bilinear",
                            padding_mode="border", align_corners=True)  # 0..255
-        if delta is not None:
-            hi = self._add_correction(hi, delta, patch_grid)
+        if fill_delta is not None:
+            hi = self._add_correction(hi, fill_delta, patch_grid)
+        if shot_parts:
+            hi = self.shots.paste(hi, shot_parts, patch_grid[:1])
+        if refine_delta is not None:
+            hi = self._add_correction(hi, refine_delta, patch_grid)
         if hi.shape[-2:] != (reg.height, reg.width) and (r0, r1, c0, c1) == (0, ph, 0, pw):
             hi = F.interpolate(hi, size=(reg.height, reg.width), mode="bilinear", align_corners=False)
             r1, c1 = reg.height, reg.width

@@ -8,12 +8,15 @@ taken elsewhere from showing its seams:
     warped with it, and hair, background and the paste ring stay the portrait's;
   - its colours are matched to the portrait's face (per-channel mean and spread inside the
     outline), so another light or camera does not flash in when the shot takes over.
-The result is a correction at S, added to the full-resolution warp like the mouth fill.
+At S the shots are blended into the portrait's warp (what a `refine` network sees); for the
+output each shot's own pixels are resampled at the paste resolution through the upsampled map,
+like the portrait's, so a large portrait keeps its sharpness on the frames a shot serves.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -44,9 +47,11 @@ def face_mask(points_crop: np.ndarray, size: int) -> np.ndarray:
     return cv2.GaussianBlur(mask, (0, 0), sigma) if sigma > 0 else mask
 
 
-def match_colours(image: np.ndarray, mask: np.ndarray, reference: np.ndarray, reference_mask: np.ndarray) -> np.ndarray:
-    """`image` (S, S, 3) uint8 with each channel's mean and spread inside `mask` moved to those of
-    `reference` inside `reference_mask` (a contrast change of at most 2x either way)."""
+def colour_transfer(image: np.ndarray, mask: np.ndarray, reference: np.ndarray,
+                    reference_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel (gain, offset) that move the mean and spread of `image` (S, S, 3) uint8 inside
+    `mask` to those of `reference` inside `reference_mask` (contrast changes at most 2x either
+    way): matched = image * gain + offset."""
     def stats(img: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         w = (m > 0.5).reshape(-1)
         px = img.reshape(-1, 3)[w].astype(np.float64) if w.any() else img.reshape(-1, 3).astype(np.float64)
@@ -55,28 +60,50 @@ def match_colours(image: np.ndarray, mask: np.ndarray, reference: np.ndarray, re
     mean, std = stats(image, mask)
     ref_mean, ref_std = stats(reference, reference_mask)
     gain = np.clip(ref_std / std, 0.5, 2.0)
-    out = (image.astype(np.float64) - mean) * gain + ref_mean
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    return gain, ref_mean - mean * gain
+
+
+def _apply(image: np.ndarray, gain: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    return np.clip(image.astype(np.float64) * gain + offset + 0.5, 0, 255).astype(np.uint8)
+
+
+@dataclass
+class WarpedShot:
+    """One shot warped to the frames (`rows` of the batch) that use it, at working size S."""
+
+    shot: int
+    rows: torch.Tensor  # (n,) long: batch rows
+    weight: torch.Tensor  # (n, 1, 1, 1): the rows' blend weights
+    sample_map: torch.Tensor  # (n, S, S, 2): shot crop coordinates (px at S) per target pixel
+    alpha: torch.Tensor  # (n, 1, S, S): the shot's face mask, warped
+    fill: torch.Tensor | None  # (n, 3, S, S): the shot's mouth fill (added colour), or None
 
 
 class ShotSources:
     """The extra shots, ready to be warped to any target and blended into the portrait's warp."""
 
     def __init__(self, shots: Sequence[tuple[np.ndarray, Face]], portrait_crop: np.ndarray,
-                 portrait_points_crop: np.ndarray, *, size: int, crop_scale: float, anchors: np.ndarray,
-                 mouth_fill: bool, device: torch.device, dtype: torch.dtype):
+                 portrait_points_crop: np.ndarray, *, size: int, paste_size: int, crop_scale: float,
+                 anchors: np.ndarray, mouth_fill: bool, device: torch.device, dtype: torch.dtype):
+        """`paste_size`: side in pixels of the portrait's crop at paste resolution; each shot's
+        crop is also kept at that size (at least S) for the output."""
         self.size = size
+        self.paste_size = max(size, int(paste_size))
         portrait_mask = face_mask(portrait_points_crop, size)
         self._warps: list[PiecewiseAffineWarp] = []
         self._rgba: list[torch.Tensor] = []  # (1, 4, S, S): colour-matched crop + face mask
         self._mouths: list[MouthFiller | None] = []
+        self._textures: list[torch.Tensor] = []  # (1, 3, P, P) 0..255: colour-matched crop at paste size
         for image, face in shots:
             box = face_crop_box(face.points, crop_scale)
             crop = crop_image(image, box, size)
             points = box.to_crop(face.points, size)
             pupils = box.to_crop(face.pupils if face.pupils is not None else eye_centres(face.points), size)
             mask = face_mask(points, size)
-            crop = match_colours(crop, mask, portrait_crop, portrait_mask)
+            gain, offset = colour_transfer(crop, mask, portrait_crop, portrait_mask)
+            crop = _apply(crop, gain, offset)
+            big = crop if self.paste_size == size else _apply(crop_image(image, box, self.paste_size), gain, offset)
+            self._textures.append(to_tensor(big, device, dtype) * 255.0)
             moving = moving_vertices(points[None], pupils[None])[0]
             self._warps.append(PiecewiseAffineWarp(moving, anchors, size, device=device, dtype=dtype))
             alpha = torch.from_numpy(mask).to(device, dtype)[None, None]
@@ -86,15 +113,15 @@ class ShotSources:
     def __len__(self) -> int:
         return len(self._warps)
 
-    def blend(self, base: torch.Tensor, target_moving: np.ndarray, target_points_crop: np.ndarray,
-              weights: np.ndarray) -> torch.Tensor:
+    def warp(self, base: torch.Tensor, target_moving: np.ndarray, target_points_crop: np.ndarray,
+             weights: np.ndarray) -> tuple[torch.Tensor, list[WarpedShot]]:
         """base (B, 3, S, S) in [0, 1]: the portrait's warp; weights (B, 1 + K), column 0 the
-        portrait's, rows summing to 1. Returns base + sum_k w_k * mask_k * (shot_k - base)
-        with every shot warped to the targets."""
+        portrait's, rows summing to 1. Returns base + sum_k w_k * mask_k * (shot_k - base) with
+        every shot warped to the targets (at S), and the warped shots for `paste`."""
         weights = np.asarray(weights, np.float64)
         if weights.shape != (base.shape[0], 1 + len(self)):
             raise ValueError(f"shot weights must be (B, {1 + len(self)}), got {weights.shape}")
-        out = base
+        out, parts = base, []
         for k in range(len(self)):
             rows = np.flatnonzero(weights[:, k + 1] > 0)
             if rows.size == 0:
@@ -104,11 +131,37 @@ class ShotSources:
             sampled = F.grid_sample(self._rgba[k].expand(len(rows), -1, -1, -1), grid, mode="bilinear",
                                     padding_mode="border", align_corners=True)
             shot, alpha = sampled[:, :3], sampled[:, 3:]
+            fill = None
             if self._mouths[k] is not None:
-                shot = self._mouths[k](shot, target_points_crop[rows])
+                filled = self._mouths[k](shot, target_points_crop[rows])
+                fill, shot = (filled - shot if filled is not shot else None), filled
             w = torch.from_numpy(weights[rows, k + 1]).to(base.device, base.dtype).view(-1, 1, 1, 1)
             idx = torch.from_numpy(rows).to(base.device)
             if out is base:
                 out = base.clone()
             out.index_add_(0, idx, w * alpha * (shot - base[idx]))
+            parts.append(WarpedShot(k, idx, w, smap, alpha, fill))
+        return out, parts
+
+    def paste(self, hi: torch.Tensor, parts: list[WarpedShot], patch_grid: torch.Tensor) -> torch.Tensor:
+        """Blend the warped shots into `hi` (B, 3, h, w) 0..255, the portrait's warp at paste
+        resolution; patch_grid (1, h, w, 2): each patch pixel's normalized position at S. Each
+        shot's pixels are sampled from its paste-size crop through the upsampled map."""
+        s, p = self.size, self.paste_size
+        out = hi
+        for part in parts:
+            n = len(part.rows)
+            grid = patch_grid.expand(n, -1, -1, -1)
+            def up(x: torch.Tensor) -> torch.Tensor:
+                return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+            coords = up(part.sample_map.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)  # shot px at S
+            # px at S -> px at P (pixel centres scale about the crop's corner) -> normalized at P
+            tex_grid = ((coords + 0.5) * (p / s) - 0.5) * (2.0 / (p - 1)) - 1.0
+            shot = F.grid_sample(self._textures[part.shot].expand(n, -1, -1, -1), tex_grid, mode="bilinear",
+                                 padding_mode="border", align_corners=True)
+            if part.fill is not None:
+                shot = shot + up(part.fill) * 255.0
+            # against the portrait's pixels, so cross-faded shots add up to their weights
+            out = out.index_add(0, part.rows, part.weight * up(part.alpha) * (shot - hi[part.rows]))
         return out
