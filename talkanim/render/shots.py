@@ -43,8 +43,7 @@ def face_mask(points_crop: np.ndarray, size: int) -> np.ndarray:
     hull = cv2.convexHull(((pts - centre) * (1.0 - MASK_SHRINK) + centre).astype(np.float32))
     mask = np.zeros((size, size), np.float32)
     cv2.fillConvexPoly(mask, np.round(hull[:, 0] * 16).astype(np.int32), 1.0, lineType=cv2.LINE_AA, shift=4)
-    sigma = MASK_FEATHER * size
-    return cv2.GaussianBlur(mask, (0, 0), sigma) if sigma > 0 else mask
+    return cv2.GaussianBlur(mask, (0, 0), MASK_FEATHER * size)
 
 
 def colour_transfer(image: np.ndarray, mask: np.ndarray, reference: np.ndarray,
