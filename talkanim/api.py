@@ -188,7 +188,8 @@ def animate(
     render_config = replace(config.render, mouth_fill=False) if network else config.render
     renderer = FaceRenderer(image, face, render_config, shots=shots, device=device)
     # Column 0 is the portrait; with no extra shots every frame comes from it.
-    weights = shot_weights(np.stack([face.points] + [f.points for _, f in shots]), motion.points) if shots else None
+    weights = (shot_weights(np.stack([face.points] + [f.points for _, f in shots]), motion.points,
+                            blend=config.motion.shot_blend) if shots else None)
     audio_from = driver.path if (config.audio and driver.has_audio) else None
 
     height, width = image.shape[:2]

@@ -64,6 +64,9 @@ Model = Annotated[
     str, typer.Option("--model", envvar="TALKANIM_MODEL", help="hybrid (warp + neural correction), paper (neural painting), none (warp only); auto: hybrid when weights are installed.")
 ]
 Weights = Annotated[Optional[Path], typer.Option("--weights", help="Model weights (.safetensors) or a training run folder. [default: the shipped weights]")]
+ShotBlend = Annotated[
+    int, typer.Option("--shot-blend", min=1, help="With several shots: blend each frame from this many of the nearest (1: only the nearest).")
+]
 FinetuneSteps = Annotated[
     Optional[int], typer.Option("--finetune-steps", min=0, envvar="TALKANIM_FINETUNE_STEPS", help="Few-shot fine-tuning steps (0: feed-forward). [default: about a minute on a CPU]")
 ]
@@ -96,6 +99,7 @@ def animate(
     weights: Weights = None,
     shot: Annotated[Optional[list[Path]], typer.Option("--shot", help="Another picture of the same person (repeatable).")] = None,
     shots_dir: Annotated[Optional[Path], typer.Option("--shots", help="A folder of more pictures of the same person.")] = None,
+    shot_blend: ShotBlend = 3,
     finetune_steps: FinetuneSteps = None,
     person: Annotated[Optional[Path], typer.Option("--person", help="A person saved with --save-person: no fine-tuning.")] = None,
     save_person: Annotated[Optional[Path], typer.Option("--save-person", help="Save the fine-tuned person (.safetensors).")] = None,
@@ -119,6 +123,7 @@ def animate(
             weights=weights, finetune_steps=finetune_steps, person=person, save_person=save_person,
         )
         config.shots = tuple(shot or ()) + _folder_images(shots_dir)
+        config.motion.shot_blend = shot_blend
         session = api.Session(config, log=ui.log)
         result = api.animate(source, driver, output, session=session, progress=ui.progress)
         ui.finish()
@@ -245,6 +250,7 @@ def evaluate(
     every: Annotated[int, typer.Option("--every", min=1, help="Score every N-th driver frame.")] = 1,
     finetune_steps: Annotated[int, typer.Option("--finetune-steps", min=0, help="Few-shot fine-tuning steps for paper/hybrid (0: feed-forward).")] = 0,
     csim_frames: Annotated[int, typer.Option("--csim-frames", min=1, help="Frames per clip where CSIM is measured.")] = 8,
+    shot_blend: ShotBlend = 3,
     device: Device = "auto",
     json_out: Json = False,
     quiet: Quiet = False,
@@ -265,7 +271,7 @@ def evaluate(
         report = run_evaluation(
             videos, out_dir, shots=shot_counts, methods=method_names, max_frames=max_frames,
             every=every, portraits=portraits or [], device=device, progress=ui.progress,
-            log=ui.log, csim_frames=csim_frames, finetune_steps=finetune_steps,
+            log=ui.log, csim_frames=csim_frames, finetune_steps=finetune_steps, shot_blend=shot_blend,
         )
         ui.finish()
         if json_out:

@@ -16,7 +16,7 @@ from talkanim.config import RenderConfig
 from talkanim.io import iter_frames
 from talkanim.landmarks import detect_face, make_detector
 from talkanim.landmarks.measures import mouth_opening
-from talkanim.motion import nearest_shots, shot_weights
+from talkanim.motion import blend_weights, nearest_shots, shot_weights
 from talkanim.render import FaceRenderer
 from talkanim.render.shots import face_mask
 
@@ -40,13 +40,13 @@ def test_the_same_face_tilted_scaled_and_moved_is_the_nearest_shot():
 def test_weights_sum_to_one_and_fade_over_the_switch():
     a, b = _shape(0), _shape(1)
     targets = np.stack([a] * 10 + [b] * 10)
-    w = shot_weights(np.stack([a, b]), targets, fade_frames=5)
+    w = shot_weights(np.stack([a, b]), targets, blend=1, fade_frames=5)
     assert w.shape == (20, 2)
     assert np.allclose(w.sum(axis=1), 1.0)
     assert (w[:8, 0] == 1).all() and (w[12:, 1] == 1).all()
     ramp = w[8:12, 1]
     assert (np.diff(ramp) > 0).all() and 0 < ramp[0] < ramp[-1] < 1  # a linear cross-fade
-    assert (shot_weights(np.stack([a, b]), targets, fade_frames=1)[[9, 10]] == [[1, 0], [0, 1]]).all()
+    assert (shot_weights(np.stack([a, b]), targets, blend=1, fade_frames=1)[[9, 10]] == [[1, 0], [0, 1]]).all()
 
 
 def test_hysteresis_keeps_the_current_shot_when_another_is_barely_nearer():
@@ -54,10 +54,34 @@ def test_hysteresis_keeps_the_current_shot_when_another_is_barely_nearer():
     a, b = base + _shape(1) * 0.02, base + _shape(2) * 0.02  # two expressions of one face
     # targets alternating between just-nearer-to-a and just-nearer-to-b: no flicker
     mix = [(0.51 if i % 2 else 0.49) * a + (0.49 if i % 2 else 0.51) * b for i in range(12)]
-    w = shot_weights(np.stack([a, b]), np.stack(mix), switch_margin=0.2, fade_frames=1)
+    w = shot_weights(np.stack([a, b]), np.stack(mix), blend=1, switch_margin=0.2, fade_frames=1)
     assert len(set(w.argmax(axis=1).tolist())) == 1
-    flicker = shot_weights(np.stack([a, b]), np.stack(mix), switch_margin=0.0, fade_frames=1)
+    flicker = shot_weights(np.stack([a, b]), np.stack(mix), blend=1, switch_margin=0.0, fade_frames=1)
     assert len(set(flicker.argmax(axis=1).tolist())) == 2
+
+
+def test_blend_weights_use_the_nearest_shots_and_change_continuously():
+    base = _shape(0)
+    shots = np.stack([base + _shape(s) * 0.05 for s in range(1, 7)])  # six expressions of one face
+    # a target gliding through shots 0, 1, ..., 5: the set of the 3 nearest changes on the way
+    path = np.stack([(1 - t) * shots[j] + t * shots[j + 1] for j in range(5) for t in np.linspace(0, 1, 200)])
+    w = blend_weights(shots, path, count=3)
+    assert np.allclose(w.sum(axis=1), 1.0) and (w >= 0).all()
+    assert ((w > 0).sum(axis=1) <= 3).all()
+    assert (w.argmax(axis=1) == nearest_shots(shots, path)).all()
+    assert w[0, 0] > 0.999 and w[-1, 5] > 0.999  # a shot matched exactly takes it all
+    assert len({tuple(np.flatnonzero(row > 0)) for row in w}) > 2  # membership did change
+    # ...without jumps: a 1/200 step of the target moves no weight by more than a few percent
+    assert np.abs(np.diff(w, axis=0)).max() < 0.05
+    assert (blend_weights(shots, path, count=1) == np.eye(6)[nearest_shots(shots, path)]).all()
+
+
+def test_shot_weights_blend_the_nearest_by_default():
+    shots = np.stack([_shape(0) + _shape(s) * 0.05 for s in range(1, 5)])
+    targets = 0.6 * shots[1] + 0.4 * shots[2]
+    w = shot_weights(shots, np.stack([targets] * 6), fade_frames=3)
+    assert np.allclose(w, blend_weights(shots, targets[None], 3))  # constant target: no fade
+    assert w[0, 1] > w[0, 2] > 0 and (w[:, 1] < 1).all()
 
 
 # ------------------------------------------------------------------ warping from it (real frames)

@@ -2,11 +2,13 @@
 
 A `Method` turns T shots of a person (full frames + their landmarks) into an `Animator`, which
 renders full frames (in the shots' picture coordinates) for target landmarks. The protocol
-tells it, per target, which shot is nearest in pose/expression (`nearest`), so baselines and
-models that warp can start from the best shot.
+gives it, per target, the weights of the shots nearest in pose/expression (`weights`, from
+`talkanim.motion.blend_weights`, as `animate` uses them), so methods that warp start from the
+best shots.
 
 - `copy`: the nearest shot, unchanged (the "do nothing" floor).
-- `warp`: the pipeline's warp-only renderer (piecewise-affine warp + mouth fill) from the nearest shot.
+- `warp`: the pipeline's warp-only renderer (piecewise-affine warp + mouth fill) from the
+  nearest shots, blended by their weights.
 - `paper` / `hybrid`: the neural model (talkanim.model), when weights are available; otherwise
   `unavailable_reason()` says why and the protocol reports it instead of crashing.
 
@@ -39,9 +41,9 @@ class Animator(Protocol):
 
     note: str  # what was done at preparation (e.g. "fine-tuned 40 steps"), "" if nothing to say
 
-    def generate(self, targets: np.ndarray, pupils: np.ndarray | None, nearest: np.ndarray) -> np.ndarray:
+    def generate(self, targets: np.ndarray, pupils: np.ndarray | None, weights: np.ndarray) -> np.ndarray:
         """Full frames (B, H, W, 3) uint8 for targets (B, 68, 2) / pupils (B, 2, 2) in picture px;
-        `nearest` (B,) indexes the shot closest to each target."""
+        `weights` (B, T), rows summing to 1: how much each shot should contribute to each target."""
         ...
 
 
@@ -74,8 +76,8 @@ class _CopyAnimator:
     shots: list[Shot]
     note: str = ""
 
-    def generate(self, targets, pupils, nearest):
-        return np.stack([self.shots[int(k)].image for k in nearest])
+    def generate(self, targets, pupils, weights):
+        return np.stack([self.shots[int(k)].image for k in np.asarray(weights).argmax(axis=1)])
 
 
 class _PerShotRenderers:
@@ -93,21 +95,21 @@ class _PerShotRenderers:
             self._renderers[k] = FaceRenderer(shot.image, shot.face, self.config, device=self.device)
         return self._renderers[k]
 
-    def render(self, targets, pupils, nearest, refine_for: Callable[[int], object] | None = None) -> np.ndarray:
-        """Render each target from its nearest shot, batching targets that share a shot."""
-        targets = np.asarray(targets, np.float32)
-        out: list[np.ndarray | None] = [None] * len(targets)
-        for k in np.unique(nearest):
-            idx = np.flatnonzero(nearest == k)
+    def render(self, targets, pupils, weights, refine_for: Callable[[int], object] | None = None) -> np.ndarray:
+        """Render each target from every shot with a weight for it and blend the frames by
+        those weights, batching the targets that share a shot."""
+        targets, weights = np.asarray(targets, np.float32), np.asarray(weights, np.float32)
+        out = np.zeros((len(targets), *self.shots[0].image.shape), np.float32)
+        for k in np.flatnonzero((weights > 0).any(axis=0)):
+            idx = np.flatnonzero(weights[:, k] > 0)
             kw = {"refine": refine_for(int(k))} if refine_for else {}
             frames = self.get(int(k)).render_batch(targets[idx], None if pupils is None else pupils[idx], **kw)
-            for i, f in zip(idx, frames):
-                out[i] = f
-        return np.stack(out)
+            out[idx] += weights[idx, k, None, None, None] * frames
+        return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
 class WarpMethod:
-    """Baseline: the pipeline's warp-only renderer (no network), from the nearest shot."""
+    """Baseline: the pipeline's warp-only renderer (no network), from the nearest shots."""
 
     name = "warp"
 
@@ -126,8 +128,8 @@ class _WarpAnimator:
     renderers: _PerShotRenderers
     note: str = ""
 
-    def generate(self, targets, pupils, nearest):
-        return self.renderers.render(targets, pupils, np.asarray(nearest))
+    def generate(self, targets, pupils, weights):
+        return self.renderers.render(targets, pupils, weights)
 
 
 # ------------------------------------------------------------------------------ neural
@@ -210,8 +212,8 @@ class _ModelAnimator:
     refine: Callable
     note: str = ""
 
-    def generate(self, targets, pupils, nearest):
-        return self.renderers.render(targets, pupils, np.asarray(nearest), refine_for=lambda k: self.refine)
+    def generate(self, targets, pupils, weights):
+        return self.renderers.render(targets, pupils, weights, refine_for=lambda k: self.refine)
 
 
 # ------------------------------------------------------------------------------ registry

@@ -28,7 +28,7 @@ from talkanim.evaluate.identity import FaceAnalyzer, get_analyzer
 from talkanim.evaluate.methods import Animator, Method, Shot, make_method
 from talkanim.landmarks.measures import eye_opening, mouth_opening
 from talkanim.landmarks.types import Face
-from talkanim.motion.shots import nearest_shots
+from talkanim.motion.shots import blend_weights
 from talkanim.render.crop import CropBox, crop_image, face_crop_box
 
 Progress = Callable[[str, int, "int | None"], None]
@@ -170,11 +170,11 @@ def _mean_metrics(rows: list[dict[str, float]], names) -> dict[str, float | None
     return out
 
 
-def _render(animator: Animator, targets: np.ndarray, pupils: np.ndarray | None, nearest: np.ndarray):
+def _render(animator: Animator, targets: np.ndarray, pupils: np.ndarray | None, weights: np.ndarray):
     """Yield (position, frame) rendering in batches (bounded memory)."""
     for s in range(0, len(targets), RENDER_BATCH):
         sl = slice(s, s + RENDER_BATCH)
-        frames = animator.generate(targets[sl], None if pupils is None else pupils[sl], nearest[sl])
+        frames = animator.generate(targets[sl], None if pupils is None else pupils[sl], weights[sl])
         for j, frame in enumerate(frames):
             yield s + j, frame
 
@@ -193,9 +193,10 @@ class SelfResult:
 
 
 def self_reenact(clip: Clip, plan: ClipPlan, methods: dict[str, Method], *, device: str = "cpu",
-                 csim_frames: int = 8, grid_rows: int = 4, analyzer: FaceAnalyzer | None = None,
+                 csim_frames: int = 8, grid_rows: int = 4, shot_blend: int = 3, analyzer: FaceAnalyzer | None = None,
                  progress: Progress | None = None, log: Log | None = None) -> SelfResult:
-    """Score every available method at every T of `plan` on one clip."""
+    """Score every available method at every T of `plan` on one clip; each driver frame is
+    rendered from its `shot_blend` nearest shots (`talkanim.motion.blend_weights`)."""
     started = time.perf_counter()
     analyzer = analyzer or get_analyzer()
     res = SelfResult(str(clip.path), plan)
@@ -210,7 +211,7 @@ def self_reenact(clip: Clip, plan: ClipPlan, methods: dict[str, Method], *, devi
     done = 0
     for t, shot_idx in plan.shots.items():
         shots = [Shot(clip.frames[i], _face_at(clip, i), i) for i in shot_idx]
-        nearest = nearest_shots(clip.track.points[shot_idx], targets)
+        weights = blend_weights(clip.track.points[shot_idx], targets, shot_blend)
         grid = {"source": [crop_image(shots[0].image, reals[k].box, CROP_SIZE) for k in grid_at],
                 "real": [reals[k].crop for k in grid_at]}
         res.results[t] = {}
@@ -224,7 +225,7 @@ def self_reenact(clip: Clip, plan: ClipPlan, methods: dict[str, Method], *, devi
             try:
                 animator = method.prepare(shots, device=device)
                 rows: list[dict[str, float]] = []
-                for k, frame in _render(animator, targets, pupils, nearest):
+                for k, frame in _render(animator, targets, pupils, weights):
                     gen = crop_image(frame, reals[k].box, CROP_SIZE)
                     rows.append(score_frame(analyzer, gen, reals[k], k in csim_at))
                     if k in grid_at:
@@ -285,7 +286,7 @@ def cross_reenact(portrait_path: Path, clip: Clip, frame_indices: list[int], met
     src_face_box = analyzer.detect_box(src_crop) or FaceAnalyzer.box_from_points(src_box.to_crop(face.points, CROP_SIZE))
     src_desc = analyzer.descriptor(src_crop, src_face_box)
     csim_at = set(csim_subset(len(frame_indices), csim_frames))
-    nearest = np.zeros(len(frame_indices), int)
+    weights = np.ones((len(frame_indices), 1))
     for name, method in methods.items():
         reason = method.unavailable_reason()
         if reason is not None:
@@ -294,7 +295,7 @@ def cross_reenact(portrait_path: Path, clip: Clip, frame_indices: list[int], met
         try:
             animator = method.prepare([Shot(image, face)], device=device)
             mouth, eyes, csims = [], [], []
-            for k, frame in _render(animator, points, pupils, nearest):
+            for k, frame in _render(animator, points, pupils, weights):
                 # measure where the face is meant to be: the crop of the target landmarks
                 box = face_crop_box(points[k], CROP_SCALE)
                 crop = crop_image(frame, box, CROP_SIZE)

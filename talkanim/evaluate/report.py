@@ -75,8 +75,9 @@ def markdown_report(results: dict) -> str:
                  f"device {cfg['device']}; {results['timing']['seconds']:.1f} s.")
     lines.append("")
     lines.append("Self-reenactment: T shots spread over the first third of each clip, driver = the rest of "
-                 "the clip (same frames for every T). Each method renders the driver frame from the shot "
-                 "nearest in pose/expression, given the frame's true landmarks (absolute motion). Scored on "
+                 "the clip (same frames for every T). Each method renders the driver frame from the "
+                 f"{cfg.get('shot_blend', 1)} shot(s) nearest in pose/expression, blended by nearness "
+                 "(as animate does), given the frame's true landmarks (absolute motion). Scored on "
                  f"the {cfg['crop_size']} px face crop (box = {cfg['crop_scale']}× the REAL frame's landmark "
                  "box, same box for generated and real). L1 in [0,1] units; SSIM skimage (7×7, RGB); "
                  "CSIM = cosine of dlib's 128-d face descriptors, measured on "

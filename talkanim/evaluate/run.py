@@ -58,6 +58,7 @@ def evaluate(
     weights: dict[str, Path] | None = None,
     finetune_steps: int | None = 0,
     grid_rows: int = 4,
+    shot_blend: int = 3,
 ) -> EvaluationReport:
     """Run the quality protocol (DESIGN.md) and write report.md, results.json, chart.png, grid.png.
 
@@ -68,7 +69,8 @@ def evaluate(
     driver part of each clip. csim_frames: driver frames per clip where CSIM is measured (dlib
     descriptors cost ~75 ms a face). weights: {"paper": path, "hybrid": path} overriding the
     shipped weights; finetune_steps: few-shot fine-tuning steps for the neural methods (0:
-    feed-forward, None: the library default, ~1 min per shot set on CPU).
+    feed-forward, None: the library default, ~1 min per shot set on CPU). shot_blend: how many
+    of the nearest shots each driver frame is rendered from and blended (as `animate` does).
     progress(stage, done, total) with stage "track", "self" or "cross"; log(line) for messages.
 
     A clip that cannot be used (unreadable, too short, no face) is listed with its error and
@@ -114,7 +116,8 @@ def evaluate(
             if missing:  # the container promised more frames than it holds
                 raise InputError(f"{path.name}: frames {missing[0]}.. could not be decoded")
             res = self_reenact(clip, plan, method_objs, device=dev, csim_frames=csim_frames,
-                               grid_rows=grid_rows, analyzer=analyzer, progress=progress, log=log)
+                               grid_rows=grid_rows, shot_blend=shot_blend, analyzer=analyzer,
+                               progress=progress, log=log)
         except Exception as err:  # one bad clip never stops the others
             entry["error"] = _error_line(err)
             if log:
@@ -152,7 +155,7 @@ def evaluate(
     results = {
         "config": {"shots": shots, "methods": list(methods), "max_frames": max_frames, "every": every,
                    "csim_frames": csim_frames, "crop_size": CROP_SIZE, "crop_scale": CROP_SCALE,
-                   "device": dev, "finetune_steps": finetune_steps,
+                   "device": dev, "finetune_steps": finetune_steps, "shot_blend": shot_blend,
                    "portraits": [str(p) for p in portraits]},
         "methods": method_info,
         "summary": _summarize(clips_out, shots, list(methods)),
