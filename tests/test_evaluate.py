@@ -219,3 +219,26 @@ def test_model_method_plugs_in(data_dir, tmp_path):
         assert frames.shape == (2, *clip.frames[0].shape) and frames.dtype == np.uint8
         wrong = ModelMethod("hybrid" if mode == "paper" else "paper", path)
         assert f"holds a '{mode}' model" in wrong.unavailable_reason()
+
+
+def test_warp_method_blends_the_shots_by_their_weights(example_driver):
+    """Each target is rendered from every shot with a weight for it and the frames are mixed by
+    those weights (as `animate` blends its nearest shots); copy shows the heaviest shot."""
+    from talkanim.evaluate.methods import Shot, make_method
+    from talkanim.io import iter_frames
+    from talkanim.landmarks import make_detector
+
+    frames = {i: f.copy() for i, f in enumerate(iter_frames(example_driver)) if i in (28, 61)}
+    detector = make_detector("dlib")
+    shots = [Shot(frames[i], detector.detect(frames[i])[0], i) for i in (61, 28, 28)]
+    target = shots[1].face.points[None].astype(np.float32)
+    warp = make_method("warp").prepare(shots)
+    whole = warp.generate(target, None, np.array([[0.0, 1.0, 0.0]])).astype(int)
+    halves = warp.generate(target, None, np.array([[0.0, 0.5, 0.5]])).astype(int)
+    assert np.abs(halves - whole).max() <= 1  # the same shot twice at 1/2 each = once at 1
+    portrait = warp.generate(target, None, np.array([[1.0, 0.0, 0.0]])).astype(float)
+    mixed = warp.generate(target, None, np.array([[0.25, 0.75, 0.0]])).astype(float)
+    assert np.abs(mixed - (0.25 * portrait + 0.75 * whole)).max() <= 1.0
+    assert np.abs(portrait - whole).mean() > 1.0  # the two shots really differ
+    copy = make_method("copy").prepare(shots)
+    assert np.array_equal(copy.generate(target, None, np.array([[0.25, 0.75, 0.0]]))[0], frames[28])
