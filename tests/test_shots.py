@@ -193,3 +193,32 @@ def test_animate_with_a_shot_warps_open_mouthed_frames_from_it(tmp_path, clip, e
     # their neighbours: measured 0 up to frame 16, < 0.001 on 17-19)
     assert (changed[27:33] > 1.0).all(), changed[20:34].round(2)
     assert (changed[:20] < 0.01).all(), changed[:20].round(4)
+
+
+def test_animate_blends_several_shots_unless_told_not_to(tmp_path, clip, example_driver):
+    """With two shots (three pictures) the default blends the two nearest; `--shot-blend 1`
+    takes the nearest alone, so some frames differ; `--shot-blend 0` is a usage error."""
+    import imageio.v3 as iio
+
+    frames, _ = clip
+    extra = {i: f for i, f in enumerate(iter_frames(example_driver)) if i == 45}
+    iio.imwrite(tmp_path / "portrait.png", frames[PORTRAIT_FRAME])
+    iio.imwrite(tmp_path / "open.png", frames[SHOT_FRAME])
+    iio.imwrite(tmp_path / "other.png", extra[45])
+
+    def animate(*options):
+        out = tmp_path / f"out{len(list(tmp_path.glob('out*.mp4')))}.mp4"
+        return out, subprocess.run([sys.executable, "-m", "talkanim", "animate", str(tmp_path / "portrait.png"),
+                                    str(example_driver), "-o", str(out), "--model", "none", "--shot",
+                                    str(tmp_path / "open.png"), "--shot", str(tmp_path / "other.png"), *options],
+                                   capture_output=True, timeout=300)
+
+    outputs = []
+    for options in ((), ("--shot-blend", "1")):
+        out, proc = animate(*options)
+        assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+        outputs.append(np.stack(list(iter_frames(out))).astype(np.int16))
+    changed = np.abs(outputs[0] - outputs[1]).mean(axis=(1, 2, 3))
+    assert len(changed) == 100 and (changed > 0.5).sum() >= 10, changed.round(2)
+    out, proc = animate("--shot-blend", "0")
+    assert proc.returncode == 2 and not out.exists()

@@ -193,7 +193,7 @@ class SelfResult:
 
 
 def self_reenact(clip: Clip, plan: ClipPlan, methods: dict[str, Method], *, device: str = "cpu",
-                 csim_frames: int = 8, grid_rows: int = 4, shot_blend: int = 3, analyzer: FaceAnalyzer | None = None,
+                 csim_frames: int = 8, grid_rows: int = 4, shot_blend: int = MotionConfig.shot_blend, analyzer: FaceAnalyzer | None = None,
                  progress: Progress | None = None, log: Log | None = None) -> SelfResult:
     """Score every available method at every T of `plan` on one clip; each driver frame is
     rendered from its `shot_blend` nearest shots (`talkanim.motion.blend_weights`)."""

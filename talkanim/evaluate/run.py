@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from talkanim.config import MotionConfig
 from talkanim.errors import InputError, OutputError
 from talkanim.evaluate import report as R
 from talkanim.evaluate.identity import get_analyzer
@@ -58,7 +59,7 @@ def evaluate(
     weights: dict[str, Path] | None = None,
     finetune_steps: int | None = 0,
     grid_rows: int = 4,
-    shot_blend: int = 3,
+    shot_blend: int = MotionConfig.shot_blend,
 ) -> EvaluationReport:
     """Run the quality protocol (DESIGN.md) and write report.md, results.json, chart.png, grid.png.
 
