@@ -116,7 +116,8 @@ def prepare(
     tuned = finetune(model, images, points, pupils, steps=config.finetune_steps, device=device, progress=on_step)
     seconds = time.perf_counter() - started
     if log:
-        log(f"model: {mode}, fine-tuned {tuned.steps} steps on {len(shots)} shot(s) in {seconds:.1f} s")
+        log(f"model: {mode}, fine-tuned {tuned.steps} steps on {len(shots)} shot(s) in {seconds:.1f} s, "
+                f"kept step {tuned.kept_step} (best on held-out shots)")
     if config.save_person is not None:
         tensors = {f"generator.{k}": v for k, v in model.generator.state_dict().items()}
         tensors["adain_params"] = tuned.adain_params

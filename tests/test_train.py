@@ -24,7 +24,7 @@ from talkanim.train import checkpoint as ckpt_mod
 from talkanim.train.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
 from talkanim.train.config import TrainConfig
 from talkanim.train.dataset import EpisodeDataset, nearest_shot, similarity_warp, step_seed
-from talkanim.train.finetune import _jitter
+from talkanim.train.finetune import _jitter, _split_pool
 from talkanim.train.meta import LOG_NAME, train
 from talkanim.train.prepare import split_identities
 
@@ -145,6 +145,22 @@ def test_jitter_moves_points_with_the_image():
     for k in range(4):
         y, x = np.unravel_index(int(out[k, 0].argmax()), (64, 64))
         assert abs(x - moved[k, 0, 0]) <= 1.0 and abs(y - moved[k, 0, 1]) <= 1.0
+
+
+def test_fine_tuning_holds_out_whole_targets_or_single_pairs():
+    # 8 shots, each the target of 2 pairs: a quarter of the targets held out, with both their pairs
+    pool = torch.arange(8).repeat_interleave(2)
+    train_ix, held_ix = _split_pool(pool, 0.25, seed=0)
+    held_targets = set(pool[held_ix].tolist())
+    assert len(held_targets) == 2 and len(held_ix) == 4
+    assert not held_targets & set(pool[train_ix].tolist())
+    assert sorted(train_ix.tolist() + held_ix.tolist()) == list(range(16))
+    # one shot: every pair has the same target, so pairs (jittered sources) are held out
+    train_ix, held_ix = _split_pool(torch.zeros(16, dtype=torch.long), 0.25, seed=0)
+    assert len(held_ix) == 4 and len(train_ix) == 12
+    # nothing to hold out without two units, or when asked not to
+    assert len(_split_pool(torch.zeros(1, dtype=torch.long), 0.25, seed=0)[1]) == 0
+    assert len(_split_pool(pool, 0.0, seed=0)[1]) == 0
 
 
 def test_split_identities():

@@ -201,7 +201,7 @@ class ModelMethod:
             # steps None: the library's default budget (about a minute on this CPU)
             tuned = finetune(model, images, points, pupils, steps=self.finetune_steps, device=device)
             psi = tuned.adain_params
-            note = f"fine-tuned {tuned.steps} steps in {tuned.seconds:.0f} s"
+            note = f"fine-tuned {tuned.steps} steps in {tuned.seconds:.0f} s, kept step {tuned.kept_step}"
         refine = model.refiner(psi.detach())
         return _ModelAnimator(renderers, refine, note)
 

@@ -77,3 +77,7 @@ class FinetuneConfig:
     time_budget_s: float | None = None
     seed: int = 0
     loss: LossWeights = field(default_factory=LossWeights)  # mch is not used when fine-tuning
+    # Share of the (target, source) pairs kept out of training; every `check_every` steps their
+    # L1 is measured and the best step's weights are what fine-tuning returns (0: keep the last).
+    held_fraction: float = 0.25
+    check_every: int = 10
