@@ -118,8 +118,9 @@ def finetune(model: TalkingHeadModel, images: torch.Tensor, points: torch.Tensor
     # to judge the steps (see _HeldOut).
     pool_target, pool_warped = _source_pool(images, points, hybrid, warp_fn, cfg.seed)
     train_ix, held_ix = _split_pool(pool_target, cfg.held_fraction, cfg.seed)
-    regionless = not hybrid or model.config.blend_region != "mouth_eyes"
-    held = _HeldOut(model.generator, psi, images, sketches, None if regionless else regions,
+    if not (hybrid and model.config.blend_region == "mouth_eyes"):
+        regions = None  # the network may change the whole crop
+    held = _HeldOut(model.generator, psi, images, sketches, regions,
                     pool_target[held_ix], None if pool_warped is None else pool_warped[held_ix])
 
     g = model.generator
@@ -143,7 +144,7 @@ def finetune(model: TalkingHeadModel, images: torch.Tensor, points: torch.Tensor
         t_ix = pool_target[pick].to(dev)
         target, sketch = images[t_ix], sketches[t_ix]
         warped = pool_warped[pick].to(dev) if hybrid else None
-        region = regions[t_ix] if hybrid and model.config.blend_region == "mouth_eyes" else None
+        region = None if regions is None else regions[t_ix]
         params = psi.unsqueeze(0).expand(batch, -1)
 
         if d is not None:
