@@ -223,3 +223,38 @@ def test_fill_stays_inside_the_inner_lips(astronaut, face):
             cv2.fillPoly(inside, [np.round(t_crop[k, 60:68] * 16).astype(np.int32)], 1, shift=4)
             inside = cv2.dilate(inside, np.ones((3, 3), np.uint8))  # rasterization slack
             assert not (changed[k] & ~inside.astype(bool)).any()
+
+
+def test_opening_the_mouth_leaves_the_forehead_where_it_is(face):
+    from talkanim.render.warp import FOREHEAD, extend_points
+
+    still, opened = extend_points(face.points), extend_points(open_mouth(face.points, 25.0))
+    assert np.abs(opened[:, 1] - still[:, 1]).max() > 19  # the jaw did move
+    np.testing.assert_array_equal(opened[FOREHEAD], still[FOREHEAD])
+
+
+def _folded_vertices(warp, target_moving: np.ndarray) -> set[int]:
+    """Vertices of the triangles that the target turns over."""
+    v = warp.vertices(target_moving[None])[0][warp.triangles].astype(np.float64)
+    d, e = v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]
+    area = d[:, 0] * e[:, 1] - d[:, 1] * e[:, 0]
+    return set(warp.triangles[np.sign(area) != np.sign(warp._signed_source_area())].ravel().tolist())
+
+
+def test_a_face_growing_towards_the_camera_does_not_fold_the_forehead(astronaut, face):
+    """The face 20 % larger and 5 % of the crop higher: the virtual forehead points would cross
+    the fixed ring and fold the triangles there; kept inside it, nothing folds."""
+    from talkanim.render.warp import FOREHEAD, PiecewiseAffineWarp, face_anchors, moving_vertices
+
+    r = FaceRenderer(astronaut, face)
+    centre = r.source_points_crop.mean(axis=0)
+
+    def grow(p):
+        return (p - centre) * 1.2 + centre - (0.0, 0.05 * r.size)
+
+    target = moving_vertices(grow(r.source_points_crop)[None], grow(r.source_pupils_crop)[None])[0]
+    anchors, _ = face_anchors(r.size)
+    unfenced = PiecewiseAffineWarp(r.warp.source_vertices[:r.warp.num_moving], anchors, r.size)
+    forehead = set(range(r.warp.num_moving)[FOREHEAD])
+    assert _folded_vertices(unfenced, target) & forehead
+    assert not _folded_vertices(r.warp, target)

@@ -29,7 +29,7 @@ from talkanim.render.crop import CropBox, crop_image, face_crop_box
 from talkanim.render.mouth import MouthFiller
 from talkanim.render.paste import feather_mask, paste_region, region_texture, to_tensor
 from talkanim.render.shots import ShotSources
-from talkanim.render.warp import RING_FRACTION, PiecewiseAffineWarp, fixed_anchors, moving_vertices, to_normalized
+from talkanim.render.warp import RING_FRACTION, PiecewiseAffineWarp, face_anchors, moving_vertices, to_normalized
 
 # refine(warped (B,3,S,S) in [0,1], target points (B,68,2) crop px at S, target pupils (B,2,2) crop px)
 RefineFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -66,9 +66,8 @@ class FaceRenderer:
         self.source_pupils = np.asarray(pupils, np.float32)
         self.source_pupils_crop = box.to_crop(self.source_pupils, s)
         moving = moving_vertices(self.source_points_crop[None], self.source_pupils_crop[None])[0]
-        centre = np.array([(s - 1) / 2.0, (s - 1) / 2.0], np.float32)
-        anchors = fixed_anchors(s, centre, RING_FRACTION * s / 2.0)
-        self.warp = PiecewiseAffineWarp(moving, anchors, s, device=self.device, dtype=dtype)
+        anchors, fence = face_anchors(s)
+        self.warp = PiecewiseAffineWarp(moving, anchors, s, fence=fence, device=self.device, dtype=dtype)
         self._src_s = to_tensor(self.source_crop, self.device, dtype)
         self.mouth = MouthFiller(self.source_points_crop, self.source_crop) if self.config.mouth_fill else None
 
@@ -78,7 +77,7 @@ class FaceRenderer:
             raise InputError("the face crop does not overlap the picture")
         self.shots = ShotSources(shots, self.source_crop, self.source_points_crop, size=s,
                                  paste_size=round(box.side * self.region.scale), crop_scale=self.config.crop_scale,
-                                 anchors=anchors, mouth_fill=self.config.mouth_fill, device=self.device, dtype=dtype)
+                                 anchors=anchors, fence=fence, mouth_fill=self.config.mouth_fill, device=self.device, dtype=dtype)
         reg = self.region
         ph, pw = reg.patch_size
         xs, ys = reg.patch_to_picture((ph, pw))

@@ -83,7 +83,8 @@ class ShotSources:
 
     def __init__(self, shots: Sequence[tuple[np.ndarray, Face]], portrait_crop: np.ndarray,
                  portrait_points_crop: np.ndarray, *, size: int, paste_size: int, crop_scale: float,
-                 anchors: np.ndarray, mouth_fill: bool, device: torch.device, dtype: torch.dtype):
+                 anchors: np.ndarray, fence: float, mouth_fill: bool, device: torch.device,
+                 dtype: torch.dtype):
         """`paste_size`: side in pixels of the portrait's crop at paste resolution; each shot's
         crop is also kept at that size (at least S) for the output."""
         self.size = size
@@ -104,7 +105,7 @@ class ShotSources:
             big = crop if self.paste_size == size else _apply(crop_image(image, box, self.paste_size), gain, offset)
             self._textures.append(to_tensor(big, device, dtype) * 255.0)
             moving = moving_vertices(points[None], pupils[None])[0]
-            self._warps.append(PiecewiseAffineWarp(moving, anchors, size, device=device, dtype=dtype))
+            self._warps.append(PiecewiseAffineWarp(moving, anchors, size, fence=fence, device=device, dtype=dtype))
             alpha = torch.from_numpy(mask).to(device, dtype)[None, None]
             self._rgba.append(torch.cat([to_tensor(crop, device, dtype), alpha], dim=1))
             self._mouths.append(MouthFiller(points, crop) if mouth_fill else None)

@@ -183,16 +183,15 @@ def default_warp_fn():
 def piecewise_affine_warp(images: torch.Tensor, src_points: torch.Tensor, dst_points: torch.Tensor) -> torch.Tensor:
     """Warp each crop from its landmarks to the target landmarks with the render stage's
     piecewise-affine warp (one triangulation per source)."""
-    from talkanim.render.warp import RING_FRACTION, PiecewiseAffineWarp, extend_points, fixed_anchors, to_normalized
+    from talkanim.render.warp import PiecewiseAffineWarp, extend_points, face_anchors, to_normalized
 
     size = images.shape[-1]
-    centre = np.full(2, (size - 1) / 2.0, np.float32)
-    anchors = fixed_anchors(size, centre, RING_FRACTION * size / 2)
+    anchors, fence = face_anchors(size)
     src = src_points.detach().cpu().numpy()
     dst = dst_points.detach().cpu().numpy()
     grids = []
     for i in range(images.shape[0]):
-        warp = PiecewiseAffineWarp(extend_points(src[i]), anchors, size)
+        warp = PiecewiseAffineWarp(extend_points(src[i]), anchors, size, fence=fence)
         grids.append(to_normalized(warp.sample_map(extend_points(dst[i : i + 1])), size, size))
     grid = torch.cat(grids).to(images.device, images.dtype)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=True)
