@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from talkanim.model.sketch import draw_sketch
+from talkanim.motion.shots import nearest_shots
 from talkanim.train.prepare import load_manifest, load_shard
 
 
@@ -67,17 +68,11 @@ def step_seed(seed: int, step: int, stream: int = 0) -> int:
     return int((int(mixed[0]) << 31) ^ int(mixed[1]))
 
 
-def normalize_pose(points: torch.Tensor) -> torch.Tensor:
-    """Landmarks (..., 68, 2) with position and scale removed: what is left is head rotation
-    and expression, so distances between them compare pose/expression."""
-    points = points - points.mean(dim=-2, keepdim=True)
-    return points / points.pow(2).sum(dim=(-1, -2), keepdim=True).sqrt().clamp_min(1e-6)
-
-
 def nearest_shot(shot_points: torch.Tensor, target_points: torch.Tensor) -> torch.Tensor:
-    """Index (B,) of the shot nearest the target in pose/expression. shot_points (B,T,68,2)."""
-    d = (normalize_pose(shot_points) - normalize_pose(target_points).unsqueeze(1)).pow(2).sum(dim=(-1, -2))
-    return d.argmin(dim=1)
+    """Index (B,) of the shot nearest each episode's target in pose/expression, by the same
+    Procrustes distance animate uses (talkanim.motion.nearest_shots). shot_points (B,T,68,2)."""
+    return torch.tensor([int(nearest_shots(shots.numpy(), target[None].numpy())[0])
+                         for shots, target in zip(shot_points.cpu(), target_points.cpu())], dtype=torch.long)
 
 
 class EpisodeDataset:

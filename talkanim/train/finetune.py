@@ -30,7 +30,8 @@ from talkanim.model.losses import content_terms, d_hinge_loss, feature_matching_
 from talkanim.model.sketch import draw_sketch, region_mask
 from talkanim.model.talking_head import TalkingHeadModel
 from talkanim.train.config import FinetuneConfig
-from talkanim.train.dataset import default_warp_fn, nearest_shot, normalize_pose, step_seed
+from talkanim.motion.shots import nearest_shots, shape_distances
+from talkanim.train.dataset import default_warp_fn, step_seed
 from talkanim.devices import resolve_device
 
 WarpFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -203,8 +204,7 @@ def reconstruct(model: TalkingHeadModel, adain_params: torch.Tensor, shot_images
     dev = model.device
     warped = None
     if model.config.mode == "hybrid":
-        slot = nearest_shot(shot_points.unsqueeze(0).expand(len(target_points), -1, -1, -1).float(),
-                            target_points.float())
+        slot = torch.from_numpy(nearest_shots(shot_points.cpu().numpy(), target_points.cpu().numpy()))
         warped = warp_fn(shot_images[slot].float(), shot_points[slot].float(), target_points.float()).to(dev)
     model.eval()
     return model.generate(target_points.to(dev).float(), None if target_pupils is None else target_pupils.to(dev).float(),
@@ -300,8 +300,8 @@ def _source_pool(images: torch.Tensor, points: torch.Tensor, hybrid: bool, warp_
         # Each target with its nearest other shots: at use time the hybrid warps from the shot
         # nearest each frame, so small pose gaps are what it must learn to fix.
         near = min(neighbours, t - 1)
-        p = points.unsqueeze(0).expand(t, -1, -1, -1)
-        order = [[int(j) for j in _pose_order(p[i], points[i]) if j != i][:near] for i in range(t)]
+        distances = shape_distances(points.cpu().numpy(), points.cpu().numpy())  # (target, shot)
+        order = [[int(j) for j in distances[i].argsort() if j != i][:near] for i in range(t)]
         pairs = [(i, j) for i in range(t) for j in order[i]]
         if len(pairs) > max_pairs:
             pairs = [pairs[k] for k in sorted(rng.choice(len(pairs), max_pairs, replace=False))]
@@ -315,12 +315,6 @@ def _source_pool(images: torch.Tensor, points: torch.Tensor, hybrid: bool, warp_
     tgt = torch.zeros(jitters, dtype=torch.long)
     warped = warp_fn(src_img, src_pts, points[0].expand(jitters, -1, -1))
     return tgt, warped.cpu()
-
-
-def _pose_order(shot_points: torch.Tensor, target_points: torch.Tensor) -> torch.Tensor:
-    """Shot indices sorted by pose/expression distance to the target (nearest first)."""
-    d = (normalize_pose(shot_points) - normalize_pose(target_points)).pow(2).sum(dim=(-1, -2))
-    return d.argsort()
 
 
 def _jitter(image: torch.Tensor, points: torch.Tensor, size: int, rng: np.random.Generator,
