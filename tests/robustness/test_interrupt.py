@@ -52,19 +52,21 @@ def _wait_for(predicate, timeout: float, proc: subprocess.Popen) -> None:
     pytest.fail("the run never got to the point where it should be interrupted")
 
 
-def _ffmpeg_running(pid: int) -> bool:
-    """Whether an ffmpeg among `pid`'s descendants is alive."""
+def _running_ffmpeg(pid: int) -> set[int]:
+    """The live ffmpeg processes among `pid`'s descendants."""
     def is_ffmpeg(c: int) -> bool:
         try:
             return "ffmpeg" in Path(f"/proc/{c}/cmdline").read_bytes().decode(errors="replace")
         except OSError:
             return False
-    return any(is_ffmpeg(c) for c in _descendants(pid) if _alive(c))
+    return {c for c in _descendants(pid) if _alive(c) and is_ffmpeg(c)}
 
 
-def _interrupt(proc: subprocess.Popen, sig: int) -> tuple[float, set[int], str]:
+def _interrupt(proc: subprocess.Popen, sig: int, ready=lambda: True) -> tuple[float, set[int], str]:
+    """Send `sig` as soon as `ready()` holds while an ffmpeg of the run is alive (an encoder can
+    be between two calls at any moment, so both are checked right before the signal)."""
+    _wait_for(lambda: ready() and _running_ffmpeg(proc.pid), 180, proc)
     children = _descendants(proc.pid)
-    assert _ffmpeg_running(proc.pid), "no ffmpeg running at the signal"
     sent = time.monotonic()
     os.kill(proc.pid, sig)
     try:
@@ -120,11 +122,9 @@ def test_batch_interrupted_then_resumed(portraits, driver_2s, tmp_path, sig, cod
     out = tmp_path / "out"
     proc = subprocess.Popen(cli_cmd("batch", driver_2s, portraits, "-o", out, "--workers", workers),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    # Wait until at least one portrait is finished and another one is being written (its temp
-    # file exists and its encoder runs: a temp file can exist while no ffmpeg does, as CI once saw).
-    _wait_for(lambda: out.is_dir() and any(p.suffix == ".mp4" and ".tmp" not in p.name for p in out.iterdir())
-              and _tmp_files(out) and _ffmpeg_running(proc.pid), 180, proc)
-    took, alive, err = _interrupt(proc, sig)
+    # Interrupt once at least one portrait is finished and another one is being written.
+    took, alive, err = _interrupt(proc, sig, lambda: out.is_dir() and _tmp_files(out) and any(
+        p.suffix == ".mp4" and ".tmp" not in p.name for p in out.iterdir()))
     assert proc.returncode == code, err
     assert "Traceback" not in err, err
     assert took < 2.5 * workers, f"took {took:.1f} s to stop"
