@@ -216,9 +216,8 @@ def _split_pool(pool_target: torch.Tensor, fraction: float, seed: int) -> tuple[
     """(train, held) indices into the pool. Whole targets are held out when there are several,
     so a held pair's target shot is never trained on; with one target (a single shot), pairs.
     Nothing is held when fewer than two units exist or `fraction` is 0."""
-    targets = torch.unique(pool_target)
-    units = targets if len(targets) > 1 else torch.arange(len(pool_target))
-    keyed = pool_target if len(targets) > 1 else torch.arange(len(pool_target))
+    keyed = pool_target if len(torch.unique(pool_target)) > 1 else torch.arange(len(pool_target))
+    units = torch.unique(keyed)
     n_held = min(len(units) - 1, round(fraction * len(units))) if fraction > 0 else 0
     if n_held <= 0:
         return torch.arange(len(pool_target)), torch.arange(0)
@@ -241,7 +240,8 @@ class _HeldOut:
     def __init__(self, generator: nn.Module, psi: nn.Parameter, images, sketches, regions, targets, warped):
         self.generator, self.psi = generator, psi
         self.images, self.sketches, self.regions = images, sketches, regions
-        self.targets, self.warped = targets, warped
+        self.targets = targets.to(images.device)
+        self.warped = None if warped is None else warped.to(images.device)
         self.history: list[tuple[int, float]] = []
         self.best: tuple[int, float, dict, torch.Tensor] | None = None
 
@@ -251,10 +251,9 @@ class _HeldOut:
             return
         was_training = self.generator.training
         self.generator.eval()
-        t = self.targets.to(self.images.device)
-        warped = None if self.warped is None else self.warped.to(self.images.device)
+        t = self.targets
         region = None if self.regions is None else self.regions[t]
-        fake = self.generator(self.sketches[t], self.psi.unsqueeze(0).expand(len(t), -1), warped, region)
+        fake = self.generator(self.sketches[t], self.psi.unsqueeze(0).expand(len(t), -1), self.warped, region)
         self.generator.train(was_training)
         l1 = float((fake - self.images[t]).abs().mean())
         self.history.append((step, l1))
