@@ -1,7 +1,9 @@
 """The reenactment protocol of DESIGN.md ("Quality protocol").
 
 Self-reenactment, per clip: T shots spread over the first part of the clip, the rest of the
-clip (every `every`-th frame, at most `max_frames`) is the driver; every method renders each
+clip (every `every`-th frame, at most `max_frames`) is the driver; an edited clip is first cut
+to its longest continuous camera shot (`talkanim.io.video_shots`), since across a cut the
+"same person" may be someone else; every method renders each
 driver frame from the shots and the driver frame's own landmarks (same person, same camera:
 the paper's absolute motion, so the true landmarks are the target), and is scored against the
 real frame on the face crop at 256 px (box from the REAL frame's landmarks, same box for both).
@@ -45,33 +47,36 @@ CROSS_METRICS = ("csim_source", "mouth_r", "eye_r", "target_mouth_r", "target_ey
 
 @dataclass
 class ClipPlan:
-    """Which frames of a clip are shots (per T) and which are driver frames."""
+    """Which frames of a clip are shots (per T) and which are driver frames, all inside `span`
+    (one continuous camera shot of the clip)."""
 
-    num_frames: int
+    span: range
     driver_start: int
     shots: dict[int, list[int]]
     driver: list[int]
 
 
-def plan_clip(num_frames: int, shots: list[int], *, every: int = 1, max_frames: int | None = None) -> ClipPlan:
-    """Split a clip: shots spread evenly over [0, driver_start), driver = the rest.
+def plan_clip(frames: int | range, shots: list[int], *, every: int = 1, max_frames: int | None = None) -> ClipPlan:
+    """Split a clip's frames (`range(frames)` when an int; one camera shot of it when a range):
+    shots spread evenly over [span.start, driver_start), driver = the rest of the span.
 
-    driver_start = max(ceil(num_frames / 3), max(shots)) so the largest T still gets distinct
-    frames and every T is scored on the same driver frames. Raises ValueError when fewer than
-    MIN_DRIVER_FRAMES driver frames remain.
+    driver_start = span.start + max(ceil(len(span) / 3), max(shots)) so the largest T still gets
+    distinct frames and every T is scored on the same driver frames. Raises ValueError when
+    fewer than MIN_DRIVER_FRAMES driver frames remain.
     """
-    if num_frames <= 0:
+    span = range(frames) if isinstance(frames, int) else frames
+    if len(span) <= 0:
         raise ValueError("the clip has no frames")
-    start = max(math.ceil(num_frames * SHOT_FRACTION), max(shots))
-    driver = list(range(start, num_frames, max(1, int(every))))
+    start = span.start + max(math.ceil(len(span) * SHOT_FRACTION), max(shots))
+    driver = list(range(start, span.stop, max(1, int(every))))
     if max_frames:
         driver = driver[: int(max_frames)]
     if len(driver) < MIN_DRIVER_FRAMES:
-        raise ValueError(f"clip too short: {num_frames} frames leave {len(driver)} driver frames after "
-                         f"{start} shot frames (need {MIN_DRIVER_FRAMES})")
-    plan = {t: sorted(set(np.linspace(0, start - 1, t).round().astype(int).tolist())) if t > 1 else [0]
-            for t in shots}
-    return ClipPlan(num_frames, start, plan, driver)
+        raise ValueError(f"clip too short: {len(span)} frames leave {len(driver)} driver frames after "
+                         f"{start - span.start} shot frames (need {MIN_DRIVER_FRAMES})")
+    plan = {t: sorted(set(np.linspace(span.start, start - 1, t).round().astype(int).tolist()))
+            if t > 1 else [span.start] for t in shots}
+    return ClipPlan(span, start, plan, driver)
 
 
 def csim_subset(n: int, k: int) -> list[int]:

@@ -75,7 +75,8 @@ def markdown_report(results: dict) -> str:
                  f"device {cfg['device']}; {results['timing']['seconds']:.1f} s.")
     lines.append("")
     lines.append("Self-reenactment: T shots spread over the first third of each clip, driver = the rest of "
-                 "the clip (same frames for every T). Each method renders the driver frame from the "
+                 "the clip (same frames for every T; a clip with camera cuts is first cut to its longest "
+                 "continuous shot). Each method renders the driver frame from the "
                  f"{cfg.get('shot_blend', 1)} shot(s) nearest in pose/expression, blended by nearness "
                  "(as animate does), given the frame's true landmarks (absolute motion). Scored on "
                  f"the {cfg['crop_size']} px face crop (box = {cfg['crop_scale']}× the REAL frame's landmark "
@@ -151,6 +152,12 @@ def markdown_report(results: dict) -> str:
         lines.append("")
     lines.append("## Per clip")
     lines.append("")
+    for c in results["clips"]:
+        if c.get("cuts"):
+            lines.append(f"- {Path(c['clip']).name}: camera cuts at frames {', '.join(map(str, c['cuts']))}; "
+                         f"scored on its longest shot, frames {c['span'][0]}-{c['span'][1] - 1}")
+    if any(c.get("cuts") for c in results["clips"]):
+        lines.append("")
     lines.append("| clip | T | method | SSIM | L1 | CSIM | AKD |")
     lines.append("|---|---|---|---|---|---|---|")
     for c in results["clips"]:
