@@ -70,3 +70,19 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def edited_clip(tmp_path_factory, astronaut, example_driver) -> Path:
+    """An edited clip: 24 frames of another face (the astronaut, panning), then a camera cut to
+    the 100 frames of the example driver."""
+    from talkanim.io import VideoWriter, iter_frames
+
+    path = tmp_path_factory.mktemp("edited") / "edited.mp4"
+    other = astronaut[:320, 60:380]
+    with VideoWriter(path, 320, 320, 25) as writer:
+        for i in range(24):
+            writer.write(np.ascontiguousarray(np.roll(other, i, axis=1)))
+        for frame in iter_frames(example_driver):
+            writer.write(frame)
+    return path

@@ -244,20 +244,12 @@ def test_warp_method_blends_the_shots_by_their_weights(example_driver):
     assert np.array_equal(copy.generate(target, None, np.array([[0.25, 0.75, 0.0]]))[0], frames[28])
 
 
-def test_evaluate_scores_only_the_longest_camera_shot(tmp_path, astronaut, example_driver):
+def test_evaluate_scores_only_the_longest_camera_shot(tmp_path, edited_clip):
     """An edited clip (another face, then a cut to the talking driver): shots and driver
     frames all come from the driver's continuous shot, and the report says so."""
     from talkanim.evaluate import evaluate
-    from talkanim.io import VideoWriter, iter_frames
 
-    clip = tmp_path / "edited.mp4"
-    other = astronaut[:320, 60:380]
-    with VideoWriter(clip, 320, 320, 25) as writer:
-        for i in range(24):
-            writer.write(np.ascontiguousarray(np.roll(other, i, axis=1)))
-        for frame in iter_frames(example_driver):
-            writer.write(frame)
-    rep = evaluate([clip], tmp_path / "out", shots=[1, 4], methods=["copy", "warp"], max_frames=4,
+    rep = evaluate([edited_clip], tmp_path / "out", shots=[1, 4], methods=["copy", "warp"], max_frames=4,
                    csim_frames=2)
     entry = json.loads(rep.results_json.read_text())["clips"][0]
     assert entry["cuts"] == [24] and entry["span"] == [24, 124]

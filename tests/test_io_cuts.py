@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from talkanim.io import VideoWriter, iter_frames, video_shots
-from talkanim.io.cuts import find_cuts, frame_thumbnail, split_shots
+from talkanim.io import VideoWriter, camera_shots, iter_frames
+from talkanim.io.cuts import find_cuts, frame_thumbnail, split_at_cuts
 
 
 def _panning(image: np.ndarray, frames: int, size: int = 160) -> list[np.ndarray]:
@@ -16,27 +16,27 @@ def _panning(image: np.ndarray, frames: int, size: int = 160) -> list[np.ndarray
     return [np.ascontiguousarray(image[i:i + size, 2 * i:2 * i + size]) for i in range(frames)]
 
 
-def test_find_cuts_and_split_shots(astronaut):
+def test_find_cuts_and_split_at_cuts(astronaut):
     from skimage import data
 
     coffee = _panning(data.coffee(), 10)
     frames = _panning(astronaut, 12) + coffee + [np.zeros_like(coffee[0])] + coffee[:5]
     cuts = find_cuts([frame_thumbnail(f) for f in frames])
     assert cuts == [12, 22, 23]  # astronaut -> coffee, coffee -> black, black -> coffee again
-    assert split_shots(28, cuts) == [range(0, 12), range(12, 22), range(22, 23), range(23, 28)]
-    assert split_shots(5, []) == [range(0, 5)] and split_shots(5, [0, 5, 9]) == [range(0, 5)]
+    assert split_at_cuts(28, cuts) == [range(0, 12), range(12, 22), range(22, 23), range(23, 28)]
+    assert split_at_cuts(5, []) == [range(0, 5)] and split_at_cuts(5, [0, 5, 9]) == [range(0, 5)]
 
 
-def test_video_shots_on_an_encoded_clip(tmp_path, astronaut, example_driver):
+def test_camera_shots_on_an_encoded_clip(tmp_path, astronaut, example_driver):
     from skimage import data
 
     path = tmp_path / "edited.mp4"
     with VideoWriter(path, 160, 160, 25) as writer:
         for frame in _panning(astronaut, 20) + _panning(data.coffee(), 15):
             writer.write(frame)
-    assert video_shots(path) == [range(0, 20), range(20, 35)]
+    assert camera_shots(path) == [range(0, 20), range(20, 35)]
     # a real talking face (head motion, blinks, speech) is one shot
-    assert video_shots(example_driver) == [range(0, sum(1 for _ in iter_frames(example_driver)))]
+    assert camera_shots(example_driver) == [range(0, sum(1 for _ in iter_frames(example_driver)))]
 
 
 @pytest.mark.shared_data
@@ -45,6 +45,6 @@ def test_cuts_in_the_shared_clips(data_dir):
     other clip of the shared data is one continuous shot."""
     videos = sorted((data_dir / "videos").glob("*/*.mp4"))
     assert videos
-    found = {f"{p.parent.name}/{p.name}": [r.start for r in video_shots(p)[1:]] for p in videos}
+    found = {f"{p.parent.name}/{p.name}": [r.start for r in camera_shots(p)[1:]] for p in videos}
     assert found.pop("ageitgey__face_recognition/short_hamilton_clip.mp4") == [45, 107, 236]
     assert not {name: cuts for name, cuts in found.items() if cuts}

@@ -56,3 +56,17 @@ def test_prepare_train_animate(tmp_path, example_driver, example_portrait):
     assert proc.returncode == 0, proc.stderr.decode()
     assert json.loads(proc.stdout)["model"] == "hybrid"
     assert abs(probe_video(out).num_frames - 40) <= 1
+
+
+def test_prepare_keeps_the_longest_camera_shot(tmp_path, edited_clip, example_driver):
+    """Frames of an edited video come from one continuous shot: an episode takes them all as
+    one person, and before the cut this clip shows someone else."""
+    from talkanim.train.prepare import load_shard, prepare_dataset
+
+    report = prepare_dataset([edited_clip, example_driver], tmp_path / "ds", image_size=64, frames_per_video=16,
+                             val_fraction=0)
+    edited, plain = report.videos
+    assert edited.span == (24, 124) and plain.span is None
+    frames = load_shard(tmp_path / "ds", {"shard": edited.shard})["frame_index"]
+    assert len(frames) == 16 and int(frames.min()) >= 24
+    assert json.loads((tmp_path / "ds" / "manifest.json").read_text())["videos"][0]["span"] == [24, 124]

@@ -2,7 +2,7 @@
 
 Self-reenactment, per clip: T shots spread over the first part of the clip, the rest of the
 clip (every `every`-th frame, at most `max_frames`) is the driver; an edited clip is first cut
-to its longest continuous camera shot (`talkanim.io.video_shots`), since across a cut the
+to its longest continuous camera shot (`talkanim.io.camera_shots`), since across a cut the
 "same person" may be someone else; every method renders each
 driver frame from the shots and the driver frame's own landmarks (same person, same camera:
 the paper's absolute motion, so the true landmarks are the target), and is scored against the

@@ -99,7 +99,7 @@ def evaluate(
         if reason and log:
             log(f"{name}: not available: {reason}")
 
-    from talkanim.io import probe_video, video_shots
+    from talkanim.io import camera_shots, probe_video
     from talkanim.landmarks import make_detector
 
     detector = make_detector("dlib", log=log)
@@ -110,10 +110,10 @@ def evaluate(
         entry: dict = {"clip": str(path)}
         try:
             info = probe_video(path)
-            camera_shots = video_shots(path, info=info)
-            span = max(camera_shots, key=len)
-            if len(camera_shots) > 1 and log:
-                log(f"{path.name}: {len(camera_shots) - 1} camera cut(s); scored on its longest "
+            spans = camera_shots(path, info=info)
+            span = max(spans, key=len)
+            if len(spans) > 1 and log:
+                log(f"{path.name}: {len(spans) - 1} camera cut(s); scored on its longest "
                     f"continuous shot, frames {span.start}-{span.stop - 1}")
             plan = plan_clip(span, shots, every=every, max_frames=max_frames)
             keep = set(plan.driver) | {i for idx in plan.shots.values() for i in idx}
@@ -131,7 +131,7 @@ def evaluate(
             clips_out.append(entry)
             continue
         entry.update({"frames": info.num_frames, "fps": info.fps, "size": [info.width, info.height],
-                      "cuts": [r.start for r in camera_shots[1:]], "span": [span.start, span.stop],
+                      "cuts": [r.start for r in spans[1:]], "span": [span.start, span.stop],
                       "shot_frames": {str(t): idx for t, idx in plan.shots.items()},
                       "driver_frames": plan.driver, "grid_frames": res.grid_frames,
                       "tracker_missing_frames": int((~clip.track.valid[plan.driver]).sum()),

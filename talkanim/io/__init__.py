@@ -7,11 +7,11 @@ Public surface (what the other stages use):
 - `VideoWriter(path, width, height, fps, *, audio_from=None, crf=20, preset="veryfast")`
 - `atomic_output(target)`: temporary file beside `target`, renamed on success
 - `is_image_path(path)`, `is_video_path(path)`
-- `video_shots(path)`: the continuous camera shots of a video (frame ranges between cuts)
+- `camera_shots(path)`: the continuous camera shots of a video (frame ranges between cuts)
 """
 
 from talkanim.io.atomic import atomic_output
-from talkanim.io.cuts import video_shots
+from talkanim.io.cuts import camera_shots
 from talkanim.io.image import MAX_IMAGE_PIXELS, is_image_path, load_image
 from talkanim.io.video import (
     VideoInfo,
@@ -28,6 +28,7 @@ __all__ = [
     "VideoInfo",
     "VideoWriter",
     "atomic_output",
+    "camera_shots",
     "ffmpeg_exe",
     "has_audio_stream",
     "is_image_path",
@@ -35,5 +36,4 @@ __all__ = [
     "iter_frames",
     "load_image",
     "probe_video",
-    "video_shots",
 ]

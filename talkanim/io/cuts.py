@@ -39,16 +39,16 @@ def find_cuts(thumbnails: Sequence[np.ndarray], min_ncc: float = MIN_NCC) -> lis
             if float((thumbnails[i - 1] * thumbnails[i]).sum()) < min_ncc]
 
 
-def split_shots(num_frames: int, cuts: Iterable[int]) -> list[range]:
+def split_at_cuts(num_frames: int, cuts: Iterable[int]) -> list[range]:
     """The frame ranges between cuts, in order, covering range(num_frames)."""
     edges = [0, *sorted(c for c in set(cuts) if 0 < c < num_frames), num_frames]
     return [range(a, b) for a, b in zip(edges, edges[1:]) if b > a]
 
 
-def video_shots(path: str | Path, *, info=None) -> list[range]:
+def camera_shots(path: str | Path, *, info=None) -> list[range]:
     """Decode a video once and return its continuous shots as frame ranges (frame indices as
     `iter_frames` yields them)."""
     from talkanim.io.video import iter_frames
 
     thumbnails = [frame_thumbnail(frame) for frame in iter_frames(path, info=info)]
-    return split_shots(len(thumbnails), find_cuts(thumbnails))
+    return split_at_cuts(len(thumbnails), find_cuts(thumbnails))

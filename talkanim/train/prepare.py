@@ -1,7 +1,8 @@
 """`talkanim prepare`: talking-head videos -> a training set of aligned face crops.
 
 Per video: track the 68 landmarks over every frame, keep `frames_per_video` frames spread evenly
-over the frames where a face was found, crop each around its own landmarks (the render stage's
+over the frames where a face was found in its longest continuous camera shot (an episode takes
+all its frames as one person; across a cut that may be someone else), crop each around its own landmarks (the render stage's
 crop geometry, so training sees the crops that animation produces) and store the crops (uint8)
 with their landmarks and pupils in crop coordinates, one safetensors shard per video. A
 `manifest.json`, written last, lists the videos, their identities and the train/validation split
@@ -28,7 +29,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from talkanim.errors import NoFaceError
-from talkanim.io import atomic_output, iter_frames, probe_video
+from talkanim.io import atomic_output, camera_shots, iter_frames, probe_video
 from talkanim.landmarks.types import LandmarkTrack
 from talkanim.render.crop import crop_image, face_crop_box
 
@@ -54,9 +55,10 @@ class VideoEntry:
     shard: str  # path relative to the dataset folder
     num_frames: int
     source_frames: int  # frames in the video
-    valid_frames: int  # frames where a face was found
+    valid_frames: int  # frames where a face was found, in the shot the frames come from
     fps: float
     sha256: str  # of the shard file
+    span: tuple[int, int] | None = None  # [start, stop) of that camera shot (None: the whole video)
 
 
 @dataclass
@@ -141,7 +143,7 @@ def prepare_dataset(
         kept.append(dict(name=name, source=str(video), identity=identity_fn(video), shard=shard_rel,
                          num_frames=int(result["tensors"]["images"].shape[0]),
                          source_frames=result["source_frames"], valid_frames=result["valid_frames"],
-                         fps=result["fps"], sha256=_sha256(out_dir / shard_rel)))
+                         fps=result["fps"], sha256=_sha256(out_dir / shard_rel), span=result["span"]))
     if progress:
         progress(len(videos), len(videos), "writing manifest")
 
@@ -224,8 +226,12 @@ def _prepare_video(video: Path, tracker: Tracker, size: int, frames_per_video: i
     valid = np.flatnonzero(np.asarray(track.valid, bool))
     if len(valid) == 0:
         raise _Skip("no face found")
+    spans = camera_shots(video)
+    span = max(spans, key=len)
+    valid = valid[(valid >= span.start) & (valid < span.stop)]
     if len(valid) < min_frames:
-        raise _Skip(f"too few frames with a face ({len(valid)} < {min_frames})")
+        where = " in its longest continuous shot" if len(spans) > 1 else ""
+        raise _Skip(f"too few frames with a face{where} ({len(valid)} < {min_frames})")
     # Evenly over the frames with a face: consecutive frames are near-duplicates.
     pick = np.unique(np.round(np.linspace(0, len(valid) - 1, min(frames_per_video, len(valid)))).astype(int))
     wanted = valid[pick]
@@ -252,6 +258,7 @@ def _prepare_video(video: Path, tracker: Tracker, size: int, frames_per_video: i
         "tensors": {"images": torch.from_numpy(images), "points": torch.from_numpy(points),
                     "pupils": torch.from_numpy(pupils), "frame_index": torch.from_numpy(wanted.astype(np.int64))},
         "source_frames": int(track.num_frames), "valid_frames": int(len(valid)), "fps": float(track.fps),
+        "span": (span.start, span.stop) if len(spans) > 1 else None,
     }
 
 
