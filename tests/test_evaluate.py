@@ -215,8 +215,14 @@ def test_model_method_plugs_in(data_dir, tmp_path):
         TalkingHeadModel(preset("tiny", mode), discriminator=False).save(path)
         method = ModelMethod(mode, path)
         assert method.unavailable_reason() is None
-        frames = method.prepare(shots).generate(targets, None, np.zeros(2, int))
+        frames = method.prepare(shots).generate(targets, None, np.ones((2, 1)))
         assert frames.shape == (2, *clip.frames[0].shape) and frames.dtype == np.uint8
+        # rendered for the targets: an untrained hybrid is the warp, nearer the real target
+        # frames than the shot is; an untrained paper model paints noise over the face
+        real = np.stack([clip.frames[70], clip.frames[80]]).astype(int)
+        error = np.abs(frames.astype(int) - real).mean(axis=(1, 2, 3))
+        unchanged = np.abs(clip.frames[0].astype(int)[None] - real).mean(axis=(1, 2, 3))
+        assert (error < unchanged).all() if mode == "hybrid" else (error > unchanged).all(), (error, unchanged)
         wrong = ModelMethod("hybrid" if mode == "paper" else "paper", path)
         assert f"holds a '{mode}' model" in wrong.unavailable_reason()
 

@@ -7,10 +7,12 @@ gives it, per target, the weights of the shots nearest in pose/expression (`weig
 best shots.
 
 - `copy`: the nearest shot, unchanged (the "do nothing" floor).
-- `warp`: the pipeline's warp-only renderer (piecewise-affine warp + mouth fill) from the
-  nearest shots, blended by their weights.
-- `paper` / `hybrid`: the neural model (talkanim.model), when weights are available; otherwise
-  `unavailable_reason()` says why and the protocol reports it instead of crashing.
+- `warp`: the pipeline's warp-only renderer (piecewise-affine warp + mouth fill) exactly as
+  `animate --shot` builds it: the first shot is the portrait, the face interiors of the nearest
+  shots are blended in by their weights.
+- `paper` / `hybrid`: the neural model (talkanim.model), set up as `animate --model` sets it up
+  (crops, fine-tuning, the network refining the blended warp), when weights are available;
+  otherwise `unavailable_reason()` says why and the protocol reports it instead of crashing.
 
 Register another with `register_method(name, factory)`.
 """
@@ -80,32 +82,21 @@ class _CopyAnimator:
         return np.stack([self.shots[int(k)].image for k in np.asarray(weights).argmax(axis=1)])
 
 
-class _PerShotRenderers:
-    """One FaceRenderer per shot, built on first use (building one costs a triangulation)."""
+class _PipelineRenderer:
+    """The shots rendered as `animate --shot` renders them: the first shot is the portrait (its
+    crop, hair, background and paste-back), the others are extra shots whose face interior is
+    blended in by each target's weights (talkanim.render.shots); a `refine` network sees the blend."""
 
     def __init__(self, shots: list[Shot], config: RenderConfig, device: str):
-        self.shots, self.config, self.device = shots, config, device
-        self._renderers: dict[int, object] = {}
+        from talkanim.render import FaceRenderer
 
-    def get(self, k: int):
-        if k not in self._renderers:
-            from talkanim.render import FaceRenderer
+        self.renderer = FaceRenderer(shots[0].image, shots[0].face, config,
+                                     shots=[(s.image, s.face) for s in shots[1:]], device=device)
 
-            shot = self.shots[k]
-            self._renderers[k] = FaceRenderer(shot.image, shot.face, self.config, device=self.device)
-        return self._renderers[k]
-
-    def render(self, targets, pupils, weights, refine_for: Callable[[int], object] | None = None) -> np.ndarray:
-        """Render each target from every shot with a weight for it and blend the frames by
-        those weights, batching the targets that share a shot."""
-        targets, weights = np.asarray(targets, np.float32), np.asarray(weights, np.float32)
-        out = np.zeros((len(targets), *self.shots[0].image.shape), np.float32)
-        for k in np.flatnonzero((weights > 0).any(axis=0)):
-            idx = np.flatnonzero(weights[:, k] > 0)
-            kw = {"refine": refine_for(int(k))} if refine_for else {}
-            frames = self.get(int(k)).render_batch(targets[idx], None if pupils is None else pupils[idx], **kw)
-            out[idx] += weights[idx, k, None, None, None] * frames
-        return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    def render(self, targets, pupils, weights, refine: Callable | None = None) -> np.ndarray:
+        weights = np.asarray(weights, np.float64)
+        return self.renderer.render_batch(np.asarray(targets, np.float32), pupils, refine=refine,
+                                          shot_weights=weights if weights.shape[1] > 1 else None)
 
 
 class WarpMethod:
@@ -120,16 +111,16 @@ class WarpMethod:
         return None
 
     def prepare(self, shots: list[Shot], *, device: str = "cpu") -> Animator:
-        return _WarpAnimator(_PerShotRenderers(shots, self.config, device))
+        return _WarpAnimator(_PipelineRenderer(shots, self.config, device))
 
 
 @dataclass
 class _WarpAnimator:
-    renderers: _PerShotRenderers
+    renderer: _PipelineRenderer
     note: str = ""
 
     def generate(self, targets, pupils, weights):
-        return self.renderers.render(targets, pupils, weights)
+        return self.renderer.render(targets, pupils, weights)
 
 
 # ------------------------------------------------------------------------------ neural
@@ -180,18 +171,18 @@ class ModelMethod:
 
         import torch
 
+        from talkanim.neural import make_shot
+
         if self.unavailable_reason() is not None:
             raise RuntimeError(self._reason)
         # a fresh copy per set of shots: fine-tuning must not leak from one clip to the next
         model = _copy.deepcopy(self._model).to(device).eval()
-        renderers = _PerShotRenderers(shots, RenderConfig(mouth_fill=False), device)
-        crops, pts, pup = [], [], []
-        for k, shot in enumerate(shots):
-            r = renderers.get(k)
-            crops.append(torch.from_numpy(r.source_crop).permute(2, 0, 1).float() / 255.0)
-            pts.append(torch.from_numpy(r.source_points_crop))
-            pup.append(torch.from_numpy(r.source_pupils_crop))
-        images, points, pupils = torch.stack(crops), torch.stack(pts), torch.stack(pup)
+        # as animate: crops at the model's size, and the network paints the mouth (no warp fill)
+        render = RenderConfig(mouth_fill=False)
+        crops = [make_shot(s.image, s.face, render, model.config.image_size) for s in shots]
+        images = torch.from_numpy(np.stack([c.image for c in crops])).permute(0, 3, 1, 2).float() / 255
+        points = torch.from_numpy(np.stack([c.points for c in crops])).float()
+        pupils = torch.from_numpy(np.stack([c.pupils for c in crops])).float()
         note = "feed-forward (no fine-tuning)"
         with torch.no_grad():
             psi = model.generator.project(model.embed(images, points, pupils)[None])[0]
@@ -203,17 +194,17 @@ class ModelMethod:
             psi = tuned.adain_params
             note = f"fine-tuned {tuned.steps} steps in {tuned.seconds:.0f} s, kept step {tuned.kept_step}"
         refine = model.refiner(psi.detach())
-        return _ModelAnimator(renderers, refine, note)
+        return _ModelAnimator(_PipelineRenderer(shots, render, device), refine, note)
 
 
 @dataclass
 class _ModelAnimator:
-    renderers: _PerShotRenderers
+    renderer: _PipelineRenderer
     refine: Callable
     note: str = ""
 
     def generate(self, targets, pupils, weights):
-        return self.renderers.render(targets, pupils, weights, refine_for=lambda k: self.refine)
+        return self.renderer.render(targets, pupils, weights, refine=self.refine)
 
 
 # ------------------------------------------------------------------------------ registry
