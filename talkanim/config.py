@@ -42,8 +42,8 @@ class MotionConfig:
     driver_ref: int | None = None
     head_motion: bool = True
     # With extra shots, each frame's face is blended from this many of the nearest pictures
-    # (1: the single nearest). Three beat one on held-out clips (T = 8: SSIM 0.781 -> 0.797);
-    # more score higher but blur (see talkanim/motion/shots.py).
+    # (1: the single nearest). Three beat one on held-out clips (T = 8: mouth SSIM 0.718 ->
+    # 0.738); more gain little and soften the face (see talkanim/motion/shots.py).
     shot_blend: int = 3
 
 
