@@ -1,10 +1,9 @@
 """The reenactment protocol of DESIGN.md ("Quality protocol").
 
 Self-reenactment, per clip: T shots spread over the first part of the clip, the rest of the
-clip (every `every`-th frame, at most `max_frames`) is the driver; an edited clip is first cut
-to its longest continuous camera shot (`talkanim.io.camera_shots`), since across a cut the
-"same person" may be someone else; every method renders each
-driver frame from the shots and the driver frame's own landmarks (same person, same camera:
+clip (every `every`-th frame, at most `max_frames`) is the driver. An edited clip is first cut
+to its longest continuous camera shot (`talkanim.io.camera_shots`): across a cut the "same
+person" may be someone else. Every method renders each driver frame from the shots and the driver frame's own landmarks (same person, same camera:
 the paper's absolute motion, so the true landmarks are the target), and is scored against the
 real frame on the face crop at 256 px (box from the REAL frame's landmarks, same box for both).
 The driver frames are the same for every T, so numbers compare across T.

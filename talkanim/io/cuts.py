@@ -18,6 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from talkanim.io.video import VideoInfo, iter_frames
+
 THUMB = 32
 MIN_NCC = 0.4
 
@@ -45,10 +47,8 @@ def split_at_cuts(num_frames: int, cuts: Iterable[int]) -> list[range]:
     return [range(a, b) for a, b in zip(edges, edges[1:]) if b > a]
 
 
-def camera_shots(path: str | Path, *, info=None) -> list[range]:
+def camera_shots(path: str | Path, *, info: VideoInfo | None = None) -> list[range]:
     """Decode a video once and return its continuous shots as frame ranges (frame indices as
     `iter_frames` yields them)."""
-    from talkanim.io.video import iter_frames
-
     thumbnails = [frame_thumbnail(frame) for frame in iter_frames(path, info=info)]
     return split_at_cuts(len(thumbnails), find_cuts(thumbnails))

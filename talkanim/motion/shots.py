@@ -12,9 +12,10 @@ its own places and the average of three is wrong less (evaluate, 4 held-out clip
 SSIM 0.718 -> 0.738, whole crop 0.729 -> 0.732). More than three gain at most 0.001 SSIM for
 more work per frame and a slightly softer face, so three it is. `blend_weights` gives each of
 the `count` nearest shots a weight that falls to zero as it stops being among them, so weights
-change continuously as the target moves and nothing pops. With `count = 1`, a frame-by-frame argmin would flip between two
-nearly equally near shots, so `shot_weights` then keeps the current shot until another is
-clearly nearer (hysteresis); either way it cross-fades over a few frames.
+change continuously as the target moves and nothing pops. With `count = 1`, a frame-by-frame
+argmin would flip between two nearly equally near shots, so `shot_weights` then keeps the
+current shot until another is clearly nearer (hysteresis); either way it cross-fades over a
+few frames.
 """
 
 from __future__ import annotations

@@ -2,11 +2,11 @@
 
 Per video: track the 68 landmarks over every frame, keep `frames_per_video` frames spread evenly
 over the frames where a face was found in its longest continuous camera shot (an episode takes
-all its frames as one person; across a cut that may be someone else), crop each around its own landmarks (the render stage's
-crop geometry, so training sees the crops that animation produces) and store the crops (uint8)
-with their landmarks and pupils in crop coordinates, one safetensors shard per video. A
-`manifest.json`, written last, lists the videos, their identities and the train/validation split
-(by identity, so no person is on both sides).
+all its frames as one person; across a cut that may be someone else), crop each around its own
+landmarks (the render stage's crop geometry, so training sees the crops that animation
+produces) and store the crops (uint8) with their landmarks and pupils in crop coordinates, one
+safetensors shard per video. A `manifest.json`, written last, lists the videos, their
+identities and the train/validation split (by identity, so no person is on both sides).
 
 Layout of DATASET_DIR:
     manifest.json
