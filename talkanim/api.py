@@ -21,7 +21,7 @@ import numpy as np
 from talkanim.config import AnimateConfig
 from talkanim.devices import resolve_device
 from talkanim.errors import InputError, OutputError, TalkanimError
-from talkanim.io import VideoInfo, VideoWriter, iter_frames, load_image, probe_video
+from talkanim.io import VideoInfo, VideoWriter, iter_frames, load_image, probe_video, watch_cuts
 from talkanim.landmarks import (
     LandmarkDetector,
     detect_face,
@@ -134,9 +134,10 @@ def load_driver(
     info = probe_video(path)
     frames = iter_frames(path, info=info)
     on_frame = (lambda i: progress("track", i + 1, info.num_frames)) if progress else None
+    cuts: list[int] = []
     try:
         track = track_frames(
-            frames,
+            watch_cuts(frames, cuts),
             session.detector,
             fps=info.fps,
             size=(info.width, info.height),
@@ -145,6 +146,11 @@ def load_driver(
         )
     finally:
         frames.close()
+    if cuts and session.log:
+        shown = ", ".join(map(str, cuts[:5])) + (", ..." if len(cuts) > 5 else "")
+        plural = "s" if len(cuts) > 1 else ""
+        session.log(f"{path.name}: {len(cuts)} camera cut{plural}, at frame{plural} {shown}: the face "
+                    "follows each new shot's head and jumps there")
     return Driver(path, track, info)
 
 

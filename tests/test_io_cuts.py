@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from talkanim.io import VideoWriter, camera_shots, iter_frames
-from talkanim.io.cuts import find_cuts, frame_thumbnail, split_at_cuts
+from talkanim.io.cuts import split_at_cuts, watch_cuts
 
 
 def _panning(image: np.ndarray, frames: int, size: int = 160) -> list[np.ndarray]:
@@ -16,12 +16,14 @@ def _panning(image: np.ndarray, frames: int, size: int = 160) -> list[np.ndarray
     return [np.ascontiguousarray(image[i:i + size, 2 * i:2 * i + size]) for i in range(frames)]
 
 
-def test_find_cuts_and_split_at_cuts(astronaut):
+def test_watch_cuts_and_split_at_cuts(astronaut):
     from skimage import data
 
     coffee = _panning(data.coffee(), 10)
     frames = _panning(astronaut, 12) + coffee + [np.zeros_like(coffee[0])] + coffee[:5]
-    cuts = find_cuts([frame_thumbnail(f) for f in frames])
+    cuts: list[int] = []
+    passed = list(watch_cuts(iter(frames), cuts))
+    assert len(passed) == len(frames) and all(a is b for a, b in zip(passed, frames))
     assert cuts == [12, 22, 23]  # astronaut -> coffee, coffee -> black, black -> coffee again
     assert split_at_cuts(28, cuts) == [range(0, 12), range(12, 22), range(22, 23), range(23, 28)]
     assert split_at_cuts(5, []) == [range(0, 5)] and split_at_cuts(5, [0, 5, 9]) == [range(0, 5)]
@@ -48,3 +50,15 @@ def test_cuts_in_the_shared_clips(data_dir):
     found = {f"{p.parent.name}/{p.name}": [r.start for r in camera_shots(p)[1:]] for p in videos}
     assert found.pop("ageitgey__face_recognition/short_hamilton_clip.mp4") == [45, 107, 236]
     assert not {name: cuts for name, cuts in found.items() if cuts}
+
+
+def test_load_driver_says_where_the_driver_cuts(edited_clip, example_driver):
+    from talkanim.api import Session, load_driver
+
+    said: list[str] = []
+    driver = load_driver(edited_clip, session=Session(log=said.append))
+    assert driver.track.num_frames == 124
+    assert "edited.mp4: 1 camera cut, at frame 24: the face follows each new shot's head" in " ".join(said)
+    said.clear()
+    load_driver(example_driver, session=Session(log=said.append))
+    assert not [line for line in said if "camera cut" in line]

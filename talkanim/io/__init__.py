@@ -7,11 +7,12 @@ Public surface (what the other stages use):
 - `VideoWriter(path, width, height, fps, *, audio_from=None, crf=20, preset="veryfast")`
 - `atomic_output(target)`: temporary file beside `target`, renamed on success
 - `is_image_path(path)`, `is_video_path(path)`
-- `camera_shots(path)`: the continuous camera shots of a video (frame ranges between cuts)
+- `camera_shots(path)`: the continuous camera shots of a video (frame ranges between cuts);
+  `watch_cuts(frames, cuts)` finds the cuts of frames streaming past
 """
 
 from talkanim.io.atomic import atomic_output
-from talkanim.io.cuts import camera_shots
+from talkanim.io.cuts import camera_shots, watch_cuts
 from talkanim.io.image import MAX_IMAGE_PIXELS, is_image_path, load_image
 from talkanim.io.video import (
     VideoInfo,
@@ -36,4 +37,5 @@ __all__ = [
     "iter_frames",
     "load_image",
     "probe_video",
+    "watch_cuts",
 ]

@@ -12,7 +12,7 @@ nearly all are above 0.93.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import cv2
@@ -34,11 +34,16 @@ def frame_thumbnail(frame: np.ndarray) -> np.ndarray:
     return small / norm if norm > 1e-3 else np.zeros_like(small)
 
 
-def find_cuts(thumbnails: Sequence[np.ndarray], min_ncc: float = MIN_NCC) -> list[int]:
-    """Indices i where frame i starts a new shot (frame i-1 and i are unlike), from
-    `frame_thumbnail`s in order."""
-    return [i for i in range(1, len(thumbnails))
-            if float((thumbnails[i - 1] * thumbnails[i]).sum()) < min_ncc]
+def watch_cuts(frames: Iterable[np.ndarray], cuts: list[int], min_ncc: float = MIN_NCC) -> Iterator[np.ndarray]:
+    """Pass `frames` through unchanged, appending to `cuts` the index of every frame that starts
+    a new camera shot (it is unlike the frame before it): for a pass that decodes them anyway."""
+    previous = None
+    for i, frame in enumerate(frames):
+        thumbnail = frame_thumbnail(frame)
+        if previous is not None and float((previous * thumbnail).sum()) < min_ncc:
+            cuts.append(i)
+        previous = thumbnail
+        yield frame
 
 
 def split_at_cuts(num_frames: int, cuts: Iterable[int]) -> list[range]:
@@ -50,5 +55,6 @@ def split_at_cuts(num_frames: int, cuts: Iterable[int]) -> list[range]:
 def camera_shots(path: str | Path, *, info: VideoInfo | None = None) -> list[range]:
     """Decode a video once and return its continuous shots as frame ranges (frame indices as
     `iter_frames` yields them)."""
-    thumbnails = [frame_thumbnail(frame) for frame in iter_frames(path, info=info)]
-    return split_at_cuts(len(thumbnails), find_cuts(thumbnails))
+    cuts: list[int] = []
+    num_frames = sum(1 for _ in watch_cuts(iter_frames(path, info=info), cuts))
+    return split_at_cuts(num_frames, cuts)
