@@ -202,7 +202,7 @@ def animate(
     preview = config.render.preview
     if preview:
         height, width = make_preview(image, image, image).shape[:2]
-    with VideoWriter(out, width, height, fps, audio_from=audio_from) as writer:
+    with VideoWriter(out, width, height, fps, audio_from=audio_from, num_frames=len(frame_indices)) as writer:
         driver_frames = _driver_frames(driver, frame_indices) if preview else None
         for start in range(0, len(frame_indices), RENDER_BATCH):
             chunk = frame_indices[start : start + RENDER_BATCH]

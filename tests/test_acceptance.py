@@ -51,7 +51,8 @@ def drivers(data_dir, session, tmp_path_factory) -> dict[str, api.Driver]:
         src = data_dir / clip
         info = probe_video(src)
         cut = folder / f"{src.stem}.mp4"
-        with VideoWriter(cut, info.width, info.height, info.fps, audio_from=src) as writer:
+        with VideoWriter(cut, info.width, info.height, info.fps, audio_from=src,
+                         num_frames=min(MAX_FRAMES, info.num_frames)) as writer:
             for i, frame in enumerate(iter_frames(src, info=info)):
                 if i == MAX_FRAMES:
                     break

@@ -63,7 +63,7 @@ def short_driver(tmp_path_factory, example_driver) -> Path:
     """The first 1.2 s of the example driver, with its audio."""
     path = tmp_path_factory.mktemp("drv") / "short driver.mp4"
     info = probe_video(example_driver)
-    with VideoWriter(path, info.width, info.height, info.fps, audio_from=example_driver) as writer:
+    with VideoWriter(path, info.width, info.height, info.fps, audio_from=example_driver, num_frames=30) as writer:
         for i, frame in enumerate(iter_frames(example_driver)):
             if i == 30:
                 break

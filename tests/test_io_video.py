@@ -175,7 +175,7 @@ def test_writer_odd_size_with_audio_round_trip(tmp_path: Path, astronaut: np.nda
                                                example_driver: Path) -> None:
     frames = _frames(astronaut, 30, 241, 321)
     out = tmp_path / "out.mp4"
-    with VideoWriter(out, 321, 241, 25, audio_from=example_driver) as vw:
+    with VideoWriter(out, 321, 241, 25, audio_from=example_driver, num_frames=30) as vw:
         assert (vw.out_width, vw.out_height) == (322, 242)
         for f in frames:
             vw.write(f)
@@ -191,6 +191,38 @@ def test_writer_odd_size_with_audio_round_trip(tmp_path: Path, astronaut: np.nda
     assert diff < 6, diff
     assert np.abs(back[10][:241, 321].astype(int) - back[10][:241, 320]).mean() < 8
     assert stat.S_IMODE(out.stat().st_mode) & 0o044  # normal permissions, not mkstemp's 0600
+
+
+def test_audio_ends_with_the_video_when_frames_arrive_slowly(tmp_path: Path, example_driver: Path) -> None:
+    """animate feeds the writer at rendering speed and tells it the frame count; the driver's
+    audio must stop at the last frame (ffmpeg's -shortest alone let 0.14-2.4 s more through)."""
+    import time
+
+    out = tmp_path / "slow.mp4"
+    with VideoWriter(out, 160, 120, 25, audio_from=example_driver, num_frames=30) as vw:
+        for i in range(30):
+            vw.write(np.full((120, 160, 3), 8 * i, np.uint8))
+            time.sleep(0.03)
+    info = probe_video(out)
+    assert info.num_frames == 30 and info.has_audio
+    assert info.duration == pytest.approx(1.2, abs=0.04)
+
+
+def test_short_audio_is_padded_and_unknown_lengths_still_get_audio(tmp_path: Path, example_driver: Path) -> None:
+    """6 s of video over the driver's 4 s of audio: padded with silence to exactly 6 s; and
+    without a frame count (ffmpeg's -shortest decides) the audio is still there."""
+    frame = np.zeros((120, 160, 3), np.uint8)
+    padded, unknown = tmp_path / "padded.mp4", tmp_path / "unknown.mp4"
+    with VideoWriter(padded, 160, 120, 25, audio_from=example_driver, num_frames=150) as vw:
+        for _ in range(150):
+            vw.write(frame)
+    info = probe_video(padded)
+    assert info.has_audio and info.num_frames == 150 and info.duration == pytest.approx(6.0, abs=0.04)
+    with VideoWriter(unknown, 160, 120, 25, audio_from=example_driver) as vw:
+        for _ in range(10):
+            vw.write(frame)
+    info = probe_video(unknown)
+    assert info.has_audio and info.num_frames == 10 and info.duration >= 0.4
 
 
 def test_writer_without_audio_and_odd_fps(tmp_path: Path, astronaut: np.ndarray) -> None:

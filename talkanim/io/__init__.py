@@ -4,7 +4,8 @@ Public surface (what the other stages use):
 
 - `load_image(path) -> (H, W, 3) uint8 RGB`
 - `VideoInfo`, `probe_video(path)`, `iter_frames(path, *, info=None)`
-- `VideoWriter(path, width, height, fps, *, audio_from=None, crf=20, preset="veryfast")`
+- `VideoWriter(path, width, height, fps, *, audio_from=None, num_frames=None, crf=20,
+  preset="veryfast")`
 - `atomic_output(target)`: temporary file beside `target`, renamed on success
 - `is_image_path(path)`, `is_video_path(path)`
 - `camera_shots(path)`: the continuous camera shots of a video (frame ranges between cuts);
