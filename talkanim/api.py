@@ -149,9 +149,9 @@ def load_driver(
     if cuts and session.log:
         shown = ", ".join(map(str, cuts[:5])) + (", ..." if len(cuts) > 5 else "")
         plural = "s" if len(cuts) > 1 else ""
-        session.log(f"{path.name}: {len(cuts)} camera cut{plural}, at frame{plural} {shown}: the face "
-                    "follows each new shot's head and jumps there")
-    return Driver(path, track, info)
+        session.log(f"{path.name}: {len(cuts)} camera cut{plural}, at frame{plural} {shown}; each "
+                    "shot's motion is measured from its own start")
+    return Driver(path, replace(track, cuts=tuple(cuts)), info)
 
 
 def animate(

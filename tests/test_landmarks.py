@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -258,6 +259,13 @@ def test_track_roundtrip(raw_track, tmp_path):
     assert np.array_equal(back.points, raw_track.points) and np.array_equal(back.pupils, raw_track.pupils)
     assert np.array_equal(back.valid, raw_track.valid)
     assert back.fps == raw_track.fps and back.size == raw_track.size and back.backend == "dlib"
+    assert back.cuts == ()
+    cut = tmp_path / "cut.npz"
+    save_track(cut, replace(raw_track, cuts=(3, 7)))
+    assert load_track(cut).cuts == (3, 7)
+    save_track(cut, replace(raw_track, cuts=(7, 3)))
+    with pytest.raises(InputError, match="cuts must be ascending"):
+        load_track(cut)
 
 
 def test_bad_track_files(raw_track, tmp_path):

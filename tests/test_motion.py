@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -121,6 +123,26 @@ def test_relative_motion_follows_head_and_keeps_identity(face):
         np.testing.assert_allclose(np.linalg.det(fit[:2, :2]), np.linalg.det(q[:2, :2]), rtol=1e-4)
         assert np.arctan2(fit[1, 0], fit[0, 0]) == pytest.approx(np.arctan2(q[1, 0], q[0, 0]), abs=1e-5)
         assert abs(shape_ratio(out.points[t]) / src_ratio - 1) < 0.01
+
+
+def test_each_camera_shot_is_retargeted_from_its_own_start(face):
+    """A driver cut from a talking person to another, framed twice as large: measured against
+    the first shot, the portrait's face would double; per shot it starts again at rest."""
+    first = np.repeat(apply_transform(similarity(0.1, 0.7, 20, 10), face.points.astype(np.float64))[None], 6, 0)
+    _, second = _driver_with_head_motion(face, apply_transform(similarity(0, 2.0, -100, -80), other_person(face)))
+    frames = np.concatenate([first, second])
+    size = lambda pts: float(np.linalg.norm(pts[16] - pts[0]))  # noqa: E731 - face width
+    whole = retarget(face, track_of(frames), MotionConfig())
+    assert size(whole.points[6]) / size(face.points) > 1.5  # the close-up doubled the portrait
+    cut = replace(track_of(frames), cuts=(6,))
+    per_shot = retarget(face, cut, MotionConfig())
+    np.testing.assert_allclose(per_shot.points[:7], np.repeat(face.points[None], 7, 0), atol=1e-3)
+    # within the second shot, its own head motion still drives the portrait
+    assert size(per_shot.points[8]) / size(face.points) == pytest.approx(1.1, rel=1e-3)
+    assert abs(shape_ratio(per_shot.points[8]) / shape_ratio(face.points) - 1) < 0.01
+    # an explicit reference frame is one reference for the whole driver
+    ref0 = MotionConfig(driver_ref=0)
+    np.testing.assert_array_equal(retarget(face, cut, ref0).points, retarget(face, track_of(frames), ref0).points)
 
 
 def test_absolute_mode_reproduces_driver_shape(face):

@@ -36,6 +36,7 @@ def save_track(path: str | os.PathLike, track: LandmarkTrack) -> None:
         fps=np.array(float(track.fps), dtype=np.float64),
         size=np.array(track.size, dtype=np.int64),
         backend=np.array(str(track.backend)),
+        cuts=np.asarray(track.cuts, dtype=np.int64),
     )
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
@@ -63,6 +64,8 @@ def load_track(path: str | os.PathLike) -> LandmarkTrack:
             if missing:
                 raise _bad(path, f"missing {', '.join(missing)}")
             data = {k: z[k] for k in _FIELDS}
+            # optional: files written before cuts were tracked have none
+            cuts = z["cuts"] if "cuts" in z.files else np.zeros(0, np.int64)
     except InputError:
         raise
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError, zlib.error) as exc:
@@ -93,6 +96,9 @@ def load_track(path: str | os.PathLike) -> LandmarkTrack:
         raise _bad(path, "size must be two positive integers (width, height)")
     if backend.shape != () or backend.dtype.kind != "U":
         raise _bad(path, "backend must be a string")
+    if (cuts.ndim != 1 or not np.issubdtype(cuts.dtype, np.integer) or np.any(np.diff(cuts) <= 0)
+            or np.any(cuts <= 0) or np.any(cuts >= n)):
+        raise _bad(path, f"cuts must be ascending frame indices in 1..{n - 1}")
     return LandmarkTrack(
         points=points.astype(np.float32),
         pupils=pupils.astype(np.float32),
@@ -100,4 +106,5 @@ def load_track(path: str | os.PathLike) -> LandmarkTrack:
         fps=float(fps),
         size=(int(size[0]), int(size[1])),
         backend=str(backend),
+        cuts=tuple(int(c) for c in cuts),
     )

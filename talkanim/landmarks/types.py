@@ -41,6 +41,8 @@ class LandmarkTrack:
     fps: float
     size: tuple[int, int]  # (width, height) of the frames
     backend: str
+    # Frames where a new camera shot of the video starts (talkanim.io.watch_cuts), ascending.
+    cuts: tuple[int, ...] = ()
 
     @property
     def num_frames(self) -> int:

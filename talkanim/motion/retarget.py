@@ -16,6 +16,12 @@ frame with typically open eyes (median eye opening). A driver that starts mid-wo
 otherwise make the portrait's mouth close past shut whenever the driver closes its own, and the
 mouth opening would run backwards. An explicit `driver_ref` is used for every region.
 
+Camera cuts: a driver edited from several camera shots (`LandmarkTrack.cuts`) is retargeted
+one shot at a time, each with its own references, unless `driver_ref` is set: across a cut
+the face may be framed anew or be someone else, and measuring it against the first shot's
+reference would jump the portrait's head (a close-up after a wide shot: twice the size) and
+leak the new face's shape into the expression. At a cut the portrait returns to its own pose.
+
 Pupils: the driver's pupil is expressed in its eye's own frame (origin at the eye's corner
 midpoint, x along the corner-to-corner axis, unit = eye width) and placed at the same spot of
 the corresponding target eye.
@@ -23,7 +29,7 @@ the corresponding target eye.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -134,10 +140,23 @@ def retarget(source: Face, driver: LandmarkTrack, config: MotionConfig | None = 
 
     `config.driver_ref`, when set, must index a frame of the driver (negative counts from the
     end, like Python); out of range raises InputError. Unset, neutral references are chosen per
-    region (module doc). Invalid driver frames were already held by the
-    tracker and are used as they are.
+    region (module doc), per camera shot when the driver has cuts. Invalid driver frames were
+    already held by the tracker and are used as they are.
     """
     config = config or MotionConfig()
+    n = len(driver.points)
+    edges = [0, *sorted(c for c in set(driver.cuts) if 0 < c < n), n]
+    if config.driver_ref is not None or len(edges) == 2:
+        return _retarget_shot(source, driver, config)
+    parts = [_retarget_shot(source, replace(driver, points=driver.points[a:b], pupils=driver.pupils[a:b],
+                                            valid=driver.valid[a:b], cuts=()), config)
+             for a, b in zip(edges, edges[1:])]
+    return MotionTrack(points=np.concatenate([p.points for p in parts]),
+                       pupils=np.concatenate([p.pupils for p in parts]))
+
+
+def _retarget_shot(source: Face, driver: LandmarkTrack, config: MotionConfig) -> MotionTrack:
+    """`retarget` for a driver filmed in one continuous camera shot."""
     pts = np.asarray(driver.points, np.float64)
     if pts.ndim != 3 or pts.shape[1:] != (68, 2) or len(pts) == 0:
         raise InputError(f"driver track must hold (N, 68, 2) points, got {pts.shape}")
