@@ -143,6 +143,7 @@ def load_driver(
             size=(info.width, info.height),
             config=session.config.track,
             on_frame=on_frame,
+            cuts=cuts,
         )
     finally:
         frames.close()
@@ -151,7 +152,7 @@ def load_driver(
         plural = "s" if len(cuts) > 1 else ""
         session.log(f"{path.name}: {len(cuts)} camera cut{plural}, at frame{plural} {shown}; each "
                     "shot's motion is measured from its own start")
-    return Driver(path, replace(track, cuts=tuple(cuts)), info)
+    return Driver(path, track, info)
 
 
 def animate(

@@ -98,9 +98,10 @@ class Clip:
 
 
 def load_clip(path: Path, keep: set[int], detector, last: int | None = None,
-              progress: Progress | None = None) -> Clip:
+              progress: Progress | None = None, cuts: tuple[int, ...] = ()) -> Clip:
     """Decode `path` up to frame `last`, tracking landmarks on every frame (no smoothing: the
-    per-frame truth), and keep the images of the frames in `keep`."""
+    per-frame truth), and keep the images of the frames in `keep`. `cuts`: the clip's camera
+    cuts (the tracker detects afresh there)."""
     from talkanim.io import iter_frames, probe_video
     from talkanim.landmarks import track_frames
 
@@ -122,7 +123,7 @@ def load_clip(path: Path, keep: set[int], detector, last: int | None = None,
 
     on_frame = (lambda i: progress("track", i + 1, last + 1)) if progress else None
     track = track_frames(frames(), detector, fps=info.fps, size=(info.width, info.height),
-                         config=TrackConfig(backend="dlib", smooth=False), on_frame=on_frame)
+                         config=TrackConfig(backend="dlib", smooth=False), on_frame=on_frame, cuts=cuts)
     return Clip(Path(path), float(info.fps), (info.width, info.height), track, kept)
 
 

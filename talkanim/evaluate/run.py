@@ -117,7 +117,8 @@ def evaluate(
                     f"continuous shot, frames {span.start}-{span.stop - 1}")
             plan = plan_clip(span, shots, every=every, max_frames=max_frames)
             keep = set(plan.driver) | {i for idx in plan.shots.values() for i in idx}
-            clip = load_clip(path, keep, detector, last=max(keep), progress=progress)
+            clip = load_clip(path, keep, detector, last=max(keep), progress=progress,
+                             cuts=tuple(r.start for r in spans[1:]))
             missing = sorted(keep - set(clip.frames))
             if missing:  # the container promised more frames than it holds
                 raise InputError(f"{path.name}: frames {missing[0]}.. could not be decoded")

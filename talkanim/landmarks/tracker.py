@@ -11,6 +11,7 @@ hold the last good points and are marked invalid.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Callable, Iterable
 
 import cv2
@@ -142,8 +143,9 @@ class _Redetector:
 
 
 def smooth_track(points: np.ndarray, pupils: np.ndarray, valid: np.ndarray, fps: float,
-                 config: TrackConfig) -> tuple[np.ndarray, np.ndarray]:
-    """One-Euro filter over each run of valid frames (restarted after a gap: the jump is real).
+                 config: TrackConfig, cuts: Sequence[int] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """One-Euro filter over each run of valid frames (restarted after a gap and at each camera
+    cut in `cuts`: the jump is real).
 
     Coordinates are filtered in units of the face size (median landmarks-box diagonal), so
     `min_cutoff` (Hz) and `beta` (per face-size/s) mean the same at any resolution.
@@ -154,13 +156,14 @@ def smooth_track(points: np.ndarray, pupils: np.ndarray, valid: np.ndarray, fps:
     both = np.concatenate([points, pupils], axis=1).astype(np.float64) / scale
     out = both.copy()
     filt = OneEuroFilter(config.min_cutoff, config.beta, config.d_cutoff)
+    restart = set(cuts)
     prev_valid = False
     for i in range(n):
         if not valid[i]:
             out[i] = out[i - 1] if i > 0 else both[i]
             prev_valid = False
             continue
-        if not prev_valid:
+        if not prev_valid or i in restart:
             filt.reset()
         out[i] = filt(both[i], i / fps)
         prev_valid = True
@@ -176,6 +179,7 @@ def track_frames(
     size: tuple[int, int],
     config: TrackConfig,
     on_frame: Callable[[int], None] | None = None,
+    cuts: Sequence[int] = (),
 ) -> LandmarkTrack:
     """Landmarks of every frame, streamed from an iterator of RGB uint8 frames of `size` (w, h).
 
@@ -184,6 +188,11 @@ def track_frames(
     no face hold the last good points (valid False); frames before the first detection take the
     first good frame's points. Smoothed with a One-Euro filter when `config.smooth`.
     Raises NoFaceError when no frame has a face. `on_frame(i)` is called after each frame.
+
+    `cuts`: frames where a new camera shot starts, ascending; it may be a list that fills up
+    while `frames` is consumed (`talkanim.io.watch_cuts` appends a cut before yielding its frame).
+    At a cut the face is detected afresh, each shot is filled and smoothed on its own, and the
+    track records the cuts.
     """
     if not fps or fps <= 0 or not math.isfinite(fps):
         raise InputError(f"driver frame rate must be positive, got {fps}")
@@ -204,7 +213,7 @@ def track_frames(
             raise InputError(f"driver frame {i} is {frame.dtype} {frame.shape}, expected uint8 {(height, width, 3)}")
         pts = None
         detected = False
-        if prev_pts is None:
+        if prev_pts is None or (cuts and cuts[-1] == i):  # nothing to follow: a new face or shot
             face = red.first(frame, i)
             pts, detected = (None, False) if face is None else (face.points, True)
         elif lost:
@@ -244,15 +253,21 @@ def track_frames(
 
     if not any(valid):
         raise NoFaceError("no face found in any frame of the driver")
+    n = len(valid)
+    shot_cuts = tuple(sorted({int(c) for c in cuts if 0 < c < n}))
     first = valid.index(True)
-    for i in range(len(valid)):  # leading frames take the first good frame; gaps hold the last good one
-        if pts_out[i] is None:
-            j = first if i < first else i - 1
-            pts_out[i], pup_out[i] = pts_out[j], pup_out[j]
+    for a, b in zip((0, *shot_cuts), (*shot_cuts, n)):
+        # in each camera shot, frames before its first face take that face; gaps (and a shot
+        # with no face at all) hold the last good frame
+        shot_first = next((k for k in range(a, b) if valid[k]), None)
+        for i in range(a, b):
+            if pts_out[i] is None:
+                j = shot_first if shot_first is not None and i < shot_first else (i - 1 if i > 0 else first)
+                pts_out[i], pup_out[i] = pts_out[j], pup_out[j]
     points = np.stack(pts_out).astype(np.float32)
     pupils = np.stack(pup_out).astype(np.float32)
     valid_arr = np.array(valid, dtype=bool)
     if config.smooth:
-        points, pupils = smooth_track(points, pupils, valid_arr, fps, config)
+        points, pupils = smooth_track(points, pupils, valid_arr, fps, config, shot_cuts)
     return LandmarkTrack(points=points, pupils=pupils, valid=valid_arr, fps=float(fps),
-                         size=(width, height), backend=getattr(detector, "name", "unknown"))
+                         size=(width, height), backend=getattr(detector, "name", "unknown"), cuts=shot_cuts)
