@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from ..config import TrackConfig
+from ..io.cuts import split_at_cuts
 from ..errors import InputError, NoFaceError
 from .dlib_backend import box_from_points
 from .pupils import locate_pupils
@@ -253,20 +254,20 @@ def track_frames(
 
     if not any(valid):
         raise NoFaceError("no face found in any frame of the driver")
-    n = len(valid)
-    shot_cuts = tuple(sorted({int(c) for c in cuts if 0 < c < n}))
+    shots = split_at_cuts(len(valid), cuts)
     first = valid.index(True)
-    for a, b in zip((0, *shot_cuts), (*shot_cuts, n)):
+    for shot in shots:
         # in each camera shot, frames before its first face take that face; gaps (and a shot
         # with no face at all) hold the last good frame
-        shot_first = next((k for k in range(a, b) if valid[k]), None)
-        for i in range(a, b):
+        shot_first = next((k for k in shot if valid[k]), None)
+        for i in shot:
             if pts_out[i] is None:
                 j = shot_first if shot_first is not None and i < shot_first else (i - 1 if i > 0 else first)
                 pts_out[i], pup_out[i] = pts_out[j], pup_out[j]
     points = np.stack(pts_out).astype(np.float32)
     pupils = np.stack(pup_out).astype(np.float32)
     valid_arr = np.array(valid, dtype=bool)
+    shot_cuts = tuple(shot.start for shot in shots[1:])
     if config.smooth:
         points, pupils = smooth_track(points, pupils, valid_arr, fps, config, shot_cuts)
     return LandmarkTrack(points=points, pupils=pupils, valid=valid_arr, fps=float(fps),

@@ -51,3 +51,9 @@ class LandmarkTrack:
     @property
     def num_missing(self) -> int:
         return int((~self.valid).sum())
+
+    def camera_shots(self) -> list[range]:
+        """The frame ranges of the video's continuous camera shots (split at `cuts`)."""
+        from talkanim.io.cuts import split_at_cuts
+
+        return split_at_cuts(self.num_frames, self.cuts)

@@ -144,13 +144,15 @@ def retarget(source: Face, driver: LandmarkTrack, config: MotionConfig | None = 
     already held by the tracker and are used as they are.
     """
     config = config or MotionConfig()
-    n = len(driver.points)
-    edges = [0, *sorted(c for c in set(driver.cuts) if 0 < c < n), n]
-    if config.driver_ref is not None or len(edges) == 2:
+    shots = driver.camera_shots()
+    if config.driver_ref is not None or len(shots) == 1:
         return _retarget_shot(source, driver, config)
-    parts = [_retarget_shot(source, replace(driver, points=driver.points[a:b], pupils=driver.pupils[a:b],
-                                            valid=driver.valid[a:b], cuts=()), config)
-             for a, b in zip(edges, edges[1:])]
+    def one_shot(frames: range) -> LandmarkTrack:
+        part = slice(frames.start, frames.stop)
+        return replace(driver, points=driver.points[part], pupils=driver.pupils[part],
+                       valid=driver.valid[part], cuts=())
+
+    parts = [_retarget_shot(source, one_shot(frames), config) for frames in shots]
     return MotionTrack(points=np.concatenate([p.points for p in parts]),
                        pupils=np.concatenate([p.pupils for p in parts]))
 

@@ -29,14 +29,15 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from talkanim.errors import NoFaceError
-from talkanim.io import atomic_output, camera_shots, iter_frames, probe_video
+from talkanim.io import atomic_output, iter_frames, probe_video, watch_cuts
 from talkanim.landmarks.types import LandmarkTrack
 from talkanim.render.crop import crop_image, face_crop_box
 
 MANIFEST_VERSION = 1
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"}
 
-# (video path) -> landmarks of every frame. Injected so tests and other backends can swap it.
+# (video path) -> landmarks of every frame, with the video's camera cuts. Injected so tests and
+# other backends can swap it.
 Tracker = Callable[[Path], LandmarkTrack]
 # progress(videos done, videos total, message)
 Progress = Callable[[int, int, str], None]
@@ -226,7 +227,7 @@ def _prepare_video(video: Path, tracker: Tracker, size: int, frames_per_video: i
     valid = np.flatnonzero(np.asarray(track.valid, bool))
     if len(valid) == 0:
         raise _Skip("no face found")
-    spans = camera_shots(video)
+    spans = track.camera_shots()
     span = max(spans, key=len)
     valid = valid[(valid >= span.start) & (valid < span.stop)]
     if len(valid) < min_frames:
@@ -272,8 +273,10 @@ def default_tracker(backend: str = "auto") -> Tracker:
 
         info = probe_video(video)
         detector = make_detector(backend)
-        return track_frames(iter_frames(video, info=info), detector, fps=info.fps, size=(info.width, info.height),
-                            config=TrackConfig(backend=backend, smooth=False))
+        cuts: list[int] = []
+        return track_frames(watch_cuts(iter_frames(video, info=info), cuts), detector, fps=info.fps,
+                            size=(info.width, info.height), config=TrackConfig(backend=backend, smooth=False),
+                            cuts=cuts)
 
     return track
 
