@@ -71,6 +71,15 @@ def make_shot(image: np.ndarray, face: Face, render: RenderConfig, size: int) ->
     return Shot(crop_image(image, box, size), box.to_crop(face.points, size), box.to_crop(pupils, size))
 
 
+def shot_tensors(shots: list[Shot]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Cropped shots as the model takes them: images (T, 3, S, S) in [0, 1], points (T, 68, 2)
+    and pupils (T, 2, 2) in crop px."""
+    images = torch.from_numpy(np.stack([s.image for s in shots])).permute(0, 3, 1, 2).float() / 255
+    points = torch.from_numpy(np.stack([s.points for s in shots])).float()
+    pupils = torch.from_numpy(np.stack([s.pupils for s in shots])).float()
+    return images, points, pupils
+
+
 def prepare(
     mode: str,
     pictures: list[tuple[np.ndarray, Face]],
@@ -108,9 +117,7 @@ def prepare(
 
     from talkanim.train.finetune import finetune
 
-    images = torch.from_numpy(np.stack([s.image for s in shots])).permute(0, 3, 1, 2).float() / 255
-    points = torch.from_numpy(np.stack([s.points for s in shots])).float()
-    pupils = torch.from_numpy(np.stack([s.pupils for s in shots])).float()
+    images, points, pupils = shot_tensors(shots)
     started = time.perf_counter()
     on_step = (lambda step, total, _: progress("finetune", step, total)) if progress else None
     tuned = finetune(model, images, points, pupils, steps=config.finetune_steps, device=device, progress=on_step)
@@ -129,4 +136,4 @@ def prepare(
     return NeuralFace(mode, model.refiner(tuned.adain_params), seconds, tuned.steps)
 
 
-__all__ = ["NeuralFace", "Shot", "make_shot", "prepare", "wanted_mode"]
+__all__ = ["NeuralFace", "Shot", "make_shot", "prepare", "shot_tensors", "wanted_mode"]

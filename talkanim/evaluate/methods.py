@@ -171,7 +171,7 @@ class ModelMethod:
 
         import torch
 
-        from talkanim.neural import make_shot
+        from talkanim.neural import make_shot, shot_tensors
 
         if self.unavailable_reason() is not None:
             raise RuntimeError(self._reason)
@@ -179,10 +179,8 @@ class ModelMethod:
         model = _copy.deepcopy(self._model).to(device).eval()
         # as animate: crops at the model's size, and the network paints the mouth (no warp fill)
         render = RenderConfig(mouth_fill=False)
-        crops = [make_shot(s.image, s.face, render, model.config.image_size) for s in shots]
-        images = torch.from_numpy(np.stack([c.image for c in crops])).permute(0, 3, 1, 2).float() / 255
-        points = torch.from_numpy(np.stack([c.points for c in crops])).float()
-        pupils = torch.from_numpy(np.stack([c.pupils for c in crops])).float()
+        images, points, pupils = shot_tensors([make_shot(s.image, s.face, render, model.config.image_size)
+                                               for s in shots])
         note = "feed-forward (no fine-tuning)"
         with torch.no_grad():
             psi = model.generator.project(model.embed(images, points, pupils)[None])[0]

@@ -111,14 +111,14 @@ def evaluate(
         try:
             info = probe_video(path)
             spans = camera_shots(path, info=info)
-            span = max(spans, key=len)
-            if len(spans) > 1 and log:
-                log(f"{path.name}: {len(spans) - 1} camera cut(s); scored on its longest "
+            span, cuts = max(spans, key=len), [r.start for r in spans[1:]]
+            if cuts and log:
+                log(f"{path.name}: {len(cuts)} camera cut(s); scored on its longest "
                     f"continuous shot, frames {span.start}-{span.stop - 1}")
             plan = plan_clip(span, shots, every=every, max_frames=max_frames)
             keep = set(plan.driver) | {i for idx in plan.shots.values() for i in idx}
             clip = load_clip(path, keep, detector, last=max(keep), progress=progress,
-                             cuts=tuple(r.start for r in spans[1:]))
+                             cuts=tuple(cuts))
             missing = sorted(keep - set(clip.frames))
             if missing:  # the container promised more frames than it holds
                 raise InputError(f"{path.name}: frames {missing[0]}.. could not be decoded")
@@ -132,7 +132,7 @@ def evaluate(
             clips_out.append(entry)
             continue
         entry.update({"frames": info.num_frames, "fps": info.fps, "size": [info.width, info.height],
-                      "cuts": [r.start for r in spans[1:]], "span": [span.start, span.stop],
+                      "cuts": cuts, "span": [span.start, span.stop],
                       "shot_frames": {str(t): idx for t, idx in plan.shots.items()},
                       "driver_frames": plan.driver, "grid_frames": res.grid_frames,
                       "tracker_missing_frames": int((~clip.track.valid[plan.driver]).sum()),

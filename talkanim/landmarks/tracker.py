@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 
 from ..config import TrackConfig
-from ..io.cuts import split_at_cuts
 from ..errors import InputError, NoFaceError
+from ..io.cuts import split_at_cuts
 from .dlib_backend import box_from_points
 from .pupils import locate_pupils
 from .smoothing import OneEuroFilter
