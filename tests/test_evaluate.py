@@ -176,6 +176,16 @@ def test_evaluate_end_to_end(data_dir, tmp_path, monkeypatch):
         assert row["copy"]["akd"] > row["warp"]["akd"]
         assert row["oracle"]["ssim"] > 0.999 and row["oracle"]["l1"] < 1e-6
         assert row["oracle"]["csim"] > 0.9999 and row["oracle"]["akd"] < 1e-6
+    # head to head with the warp: the oracle wins every metric on the clip, the copy loses SSIM
+    for t in ("1", "8"):
+        versus = data["versus_baseline"]["shots"][t]
+        assert "warp" not in versus and "hybrid" not in versus  # not the baseline, not run
+        oracle, copy_ = versus["oracle"], versus["copy"]
+        summary = data["summary"][t]
+        assert oracle["ssim"]["delta"] == pytest.approx(summary["oracle"]["ssim"] - summary["warp"]["ssim"])
+        assert all(oracle[k]["better_clips"] == oracle[k]["clips"] == 1 for k in ("ssim", "l1", "csim", "akd"))
+        assert copy_["ssim"]["delta"] < 0 and copy_["ssim"]["better_clips"] == 0
+    assert "## Against warp" in report and "| 8 | oracle | +" in report
     # unavailable methods: reported with a reason, not crashed
     assert data["methods"]["paper-missing"]["available"] is False
     assert "nope.safetensors" in data["methods"]["paper-missing"]["reason"]
@@ -186,6 +196,27 @@ def test_evaluate_end_to_end(data_dir, tmp_path, monkeypatch):
         print(f"cross warp: {cross} {data['cross']}")
         assert cross["available"] and 0 < cross["csim_source"] <= 1
     print(f"evaluate: {seconds:.1f} s")
+
+
+def test_versus_baseline_pairs_clips_and_knows_which_way_is_better():
+    """Deltas are per-clip differences averaged over clips; lower L1 / AKD counts as better;
+    clips where either side has no value are left out; no baseline, no comparison."""
+    from talkanim.evaluate.run import versus_baseline
+
+    def clip(warp: dict, hybrid: dict) -> dict:
+        return {"results": {"8": {"warp": {"available": True, **warp}, "hybrid": {"available": True, **hybrid}}}}
+
+    clips = [clip({"ssim": 0.80, "l1": 0.050, "csim": 0.90, "akd": 2.0}, {"ssim": 0.82, "l1": 0.040, "csim": None, "akd": 2.5}),
+             clip({"ssim": 0.30, "l1": 0.250, "csim": 0.80, "akd": 9.0}, {"ssim": 0.29, "l1": 0.245, "csim": 0.85, "akd": 8.0}),
+             {"error": "could not decode"}]
+    out = versus_baseline(clips, [8], ["warp", "hybrid"])
+    row = out["shots"]["8"]["hybrid"]
+    assert out["baseline"] == "warp" and list(out["shots"]["8"]) == ["hybrid"]
+    assert row["ssim"] == {"delta": pytest.approx(0.005), "better_clips": 1, "clips": 2}
+    assert row["l1"] == {"delta": pytest.approx(-0.0075), "better_clips": 2, "clips": 2}
+    assert row["csim"] == {"delta": pytest.approx(0.05), "better_clips": 1, "clips": 1}
+    assert row["akd"] == {"delta": pytest.approx(-0.25), "better_clips": 1, "clips": 2}
+    assert versus_baseline(clips, [8], ["hybrid"]) == {}
 
 
 def test_unknown_method_and_bad_input(tmp_path):

@@ -124,6 +124,7 @@ def markdown_report(results: dict) -> str:
                  "numbers, their data and their face-recognition network, not measured here. Their CSIM uses a "
                  "different embedding, so only its trend over T compares with ours, not its value.")
     lines.append("")
+    lines.extend(_versus_lines(results.get("versus_baseline") or {}))
     if results.get("cross"):
         lines.append("## Cross-reenactment (portrait driven by another person's clip, relative motion)")
         lines.append("")
@@ -172,6 +173,29 @@ def markdown_report(results: dict) -> str:
     lines.append("Files: `results.json` (per clip, per T, per method), `chart.png` (metric vs T), "
                  "`grid.png` (rows: driver frames; columns: source shot | real | each method).")
     return "\n".join(lines) + "\n"
+
+
+VERSUS_COLUMNS = [("ssim", "Δ SSIM", "{:+.4f}"), ("l1", "Δ L1", "{:+.4f}"), ("csim", "Δ CSIM", "{:+.4f}"),
+                  ("akd", "Δ AKD px", "{:+.2f}")]
+
+
+def _versus_lines(versus: dict) -> list[str]:
+    """The head-to-head section: each method minus the baseline, per T, with clips won."""
+    if not versus or not any(versus["shots"].values()):
+        return []
+    base = versus["baseline"]
+    lines = [f"## Against {base}", "",
+             f"Each method minus {base} on the same clips, frames and shots: the mean over clips of the "
+             "per-clip difference, and (in brackets) on how many clips the method was better. Positive "
+             "Δ SSIM / Δ CSIM and negative Δ L1 / Δ AKD favour the method.", "",
+             "| T | method | " + " | ".join(h for _, h, _ in VERSUS_COLUMNS) + " |",
+             "|---|---" + "|---" * len(VERSUS_COLUMNS) + "|"]
+    for t, per_method in versus["shots"].items():
+        for name, row in per_method.items():
+            cells = [f"{f.format(row[k]['delta'])} ({row[k]['better_clips']}/{row[k]['clips']})" if k in row else "–"
+                     for k, _, f in VERSUS_COLUMNS]
+            lines.append(f"| {t} | {name} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def write_chart(path: Path, results: dict) -> None:

@@ -167,6 +167,7 @@ def evaluate(
                    "portraits": [str(p) for p in portraits]},
         "methods": method_info,
         "summary": _summarize(clips_out, shots, list(methods)),
+        "versus_baseline": versus_baseline(clips_out, shots, list(methods)),
         "clips": clips_out,
         "cross": cross_out,
         "cross_summary": _summarize_cross(cross_out, list(methods)),
@@ -206,6 +207,42 @@ def _summarize(clips: list[dict], shots: list[int], methods: list[str]) -> dict:
                 vals = [r[key] for r in rows if r.get(key) is not None]
                 row[key] = float(np.mean(vals)) if vals else None
             out[str(t)][name] = row
+    return out
+
+
+# Metrics compared head to head, and whether higher is better.
+VERSUS_METRICS = {"ssim": True, "l1": False, "csim": True, "akd": False}
+
+
+def versus_baseline(clips: list[dict], shots: list[int], methods: list[str], baseline: str = "warp") -> dict:
+    """Each method against `baseline` on the same clips, frames and shots, per T and metric:
+    the mean over clips of (method - baseline) and on how many clips the method was better.
+
+    Differences between methods are often far smaller than differences between clips (a hard
+    clip moves every mean), so a paired comparison is what says whether one method beats
+    another. Empty when the baseline was not run.
+    """
+    if baseline not in methods:
+        return {}
+    out: dict = {"baseline": baseline, "shots": {}}
+    for t in shots:
+        per_method: dict = {}
+        for name in methods:
+            if name == baseline:
+                continue
+            pairs = [(c["results"][str(t)].get(name, {}), c["results"][str(t)][baseline]) for c in clips
+                     if not c.get("error") and baseline in c["results"].get(str(t), {})]
+            row: dict = {}
+            for key, higher_is_better in VERSUS_METRICS.items():
+                diffs = [m[key] - b[key] for m, b in pairs
+                         if m.get("available") and b.get("available") and m.get(key) is not None
+                         and b.get(key) is not None]
+                if diffs:
+                    better = sum(d > 0 if higher_is_better else d < 0 for d in diffs)
+                    row[key] = {"delta": float(np.mean(diffs)), "better_clips": int(better), "clips": len(diffs)}
+            if row:
+                per_method[name] = row
+        out["shots"][str(t)] = per_method
     return out
 
 
