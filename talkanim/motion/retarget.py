@@ -147,6 +147,7 @@ def retarget(source: Face, driver: LandmarkTrack, config: MotionConfig | None = 
     shots = driver.camera_shots()
     if config.driver_ref is not None or len(shots) == 1:
         return _retarget_shot(source, driver, config)
+
     def one_shot(frames: range) -> LandmarkTrack:
         part = slice(frames.start, frames.stop)
         return replace(driver, points=driver.points[part], pupils=driver.pupils[part],
