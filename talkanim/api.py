@@ -208,8 +208,8 @@ def animate(
         for start in range(0, len(frame_indices), RENDER_BATCH):
             chunk = frame_indices[start : start + RENDER_BATCH]
             # one reused full frame: only the moving window is written (no portrait copy per frame)
-            frames = renderer.render_frames(motion.points[chunk], motion.pupils[chunk], refine=refine,
-                                            shot_weights=None if weights is None else weights[chunk])
+            frames = renderer.render_frames(motion.points[chunk], motion.pupils[chunk], heads=motion.heads[chunk],
+                                            refine=refine, shot_weights=None if weights is None else weights[chunk])
             for frame in frames:
                 if driver_frames is not None:
                     frame = make_preview(image, next(driver_frames), frame)

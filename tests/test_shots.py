@@ -191,10 +191,12 @@ def test_animate_with_a_shot_warps_open_mouthed_frames_from_it(tmp_path, clip, e
     # the driver's widest stretch (frames 27-32) comes from the shot; the frames before it come
     # from the portrait and are unchanged but for the encoder's spread (x264 codes frames from
     # their neighbours: measured 0 up to frame 16; 0.002, 0.005, 0.053 on 17-19, then 0.003 on
-    # frame 20 and 0.18 on 21, as the shot fades in)
-    assert (changed[27:33] > 1.0).all(), changed[20:34].round(2)
+    # frame 20 and 0.18 on 21, as the shot fades in); on 27-32 the mean change over the whole
+    # frame is 0.97-3.04 (the layered renderer), against 0 for a frame the shot does not serve
+    assert (changed[27:33] > 0.5).all(), changed[20:34].round(2)
     assert (changed[:17] == 0).all(), changed[:17].round(4)
-    assert (changed[17:20] < 0.1).all(), changed[17:20].round(4)
+    # (with the layered renderer 0.15-0.17 on 17-19: the encoder's spread of the fade-in)
+    assert (changed[17:20] < 0.25).all(), changed[17:20].round(4)
 
 
 def test_animate_blends_several_shots_unless_told_not_to(tmp_path, clip, example_driver):

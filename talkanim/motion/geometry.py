@@ -48,6 +48,30 @@ def fit_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return out
 
 
+def fit_similarities(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """`fit_similarity` of one `src` (K, 2) onto many `dst` (N, K, 2), vectorized: (N, 3, 3).
+
+    Raises ValueError when `src` has no spread."""
+    src = np.asarray(src, np.float64)
+    dst = np.asarray(dst, np.float64)
+    mu_s = src.mean(axis=0)
+    mu_d = dst.mean(axis=1)  # (N, 2)
+    s_c = src - mu_s
+    d_c = dst - mu_d[:, None]
+    var_s = (s_c**2).sum() / len(src)
+    if var_s <= 1e-12:
+        raise ValueError("source points are all equal: similarity undefined")
+    # For 2-D similarity without reflection the closed form is: a = sum(s.d)/|s|^2 on (x,y)
+    # and b = sum(s x d)/|s|^2, matrix [[a,-b],[b,a]] (Umeyama's result for det>0).
+    a = (s_c[None, :, 0] * d_c[..., 0] + s_c[None, :, 1] * d_c[..., 1]).sum(axis=1) / (var_s * len(src))
+    b = (s_c[None, :, 0] * d_c[..., 1] - s_c[None, :, 1] * d_c[..., 0]).sum(axis=1) / (var_s * len(src))
+    out = np.zeros((len(dst), 3, 3))
+    out[:, 0, 0], out[:, 0, 1], out[:, 1, 0], out[:, 1, 1] = a, -b, b, a
+    out[:, :2, 2] = mu_d - np.einsum("nij,j->ni", out[:, :2, :2], mu_s)
+    out[:, 2, 2] = 1.0
+    return out
+
+
 def apply_transform(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Apply a (3, 3) (or (2, 3)) affine matrix to points (..., 2); keeps float32 input float32."""
     points = np.asarray(points)

@@ -37,7 +37,7 @@ from talkanim.config import MotionConfig
 from talkanim.errors import InputError
 from talkanim.landmarks.measures import eye_centres, eye_opening, mouth_opening
 from talkanim.landmarks.types import Face, LandmarkTrack
-from talkanim.motion.geometry import STABLE_POINTS, apply_transform, fit_similarity, invert
+from talkanim.motion.geometry import STABLE_POINTS, apply_transform, fit_similarities, fit_similarity, invert
 
 EYE_CORNERS = ((36, 39), (42, 45))
 MOUTH = np.arange(48, 68)
@@ -47,38 +47,29 @@ EYES_AND_BROWS = np.r_[17:27, 36:48]
 _MOUTH_W = (48, 54)
 
 
+# Eyelids (per eye: upper points, the lower points facing them).
+LIDS = (((37, 38), (41, 40)), ((43, 44), (47, 46)))
+# A driver eye open less than this fraction of its neutral opening counts as shut: trackers read
+# a closed eye as a thin slit (the lash line), and the portrait's lids must meet, not leave one.
+SHUT_RATIO = 0.3
+MAX_WIDEN = 1.5  # an eye opens at most this much wider than its neutral
+LID_MEET = 0.3  # closed lids meet this far up from the lower lid (the upper lid does the moving)
+
+
 @dataclass
 class MotionTrack:
-    """Target landmarks for every output frame, in SOURCE image coordinates."""
+    """Target landmarks for every output frame, in SOURCE image coordinates, and the head's
+    motion: `heads[t]` is the similarity taking the portrait's head to its place in frame t
+    (identity when the head keeps its pose), so `invert(heads[t])` applied to `points[t]` is the
+    expression alone, in the portrait's own pose."""
 
     points: np.ndarray  # (N, 68, 2) float32
     pupils: np.ndarray  # (N, 2, 2) float32
+    heads: np.ndarray  # (N, 3, 3) float64
 
     @property
     def num_frames(self) -> int:
         return int(self.points.shape[0])
-
-
-def _fit_batch(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """fit_similarity for one src (K, 2) onto many dst (N, K, 2), vectorized -> (N, 3, 3)."""
-    src = np.asarray(src, np.float64)
-    dst = np.asarray(dst, np.float64)
-    mu_s = src.mean(axis=0)
-    mu_d = dst.mean(axis=1)  # (N, 2)
-    s_c = src - mu_s
-    d_c = dst - mu_d[:, None]
-    var_s = (s_c**2).sum() / len(src)
-    if var_s <= 1e-12:
-        raise InputError("driver reference landmarks are degenerate (all points equal)")
-    # For 2-D similarity without reflection the closed form is: a = sum(s.d)/|s|^2 on (x,y)
-    # and b = sum(s x d)/|s|^2, matrix [[a,-b],[b,a]] (Umeyama's result for det>0).
-    a = (s_c[None, :, 0] * d_c[..., 0] + s_c[None, :, 1] * d_c[..., 1]).sum(axis=1) / (var_s * len(src))
-    b = (s_c[None, :, 0] * d_c[..., 1] - s_c[None, :, 1] * d_c[..., 0]).sum(axis=1) / (var_s * len(src))
-    out = np.zeros((len(dst), 3, 3))
-    out[:, 0, 0], out[:, 0, 1], out[:, 1, 0], out[:, 1, 1] = a, -b, b, a
-    out[:, :2, 2] = mu_d - np.einsum("nij,j->ni", out[:, :2, :2], mu_s)
-    out[:, 2, 2] = 1.0
-    return out
 
 
 def _mouth_width(points: np.ndarray) -> float:
@@ -155,7 +146,8 @@ def retarget(source: Face, driver: LandmarkTrack, config: MotionConfig | None = 
 
     parts = [_retarget_shot(source, one_shot(frames), config) for frames in shots]
     return MotionTrack(points=np.concatenate([p.points for p in parts]),
-                       pupils=np.concatenate([p.pupils for p in parts]))
+                       pupils=np.concatenate([p.pupils for p in parts]),
+                       heads=np.concatenate([p.heads for p in parts]))
 
 
 def _retarget_shot(source: Face, driver: LandmarkTrack, config: MotionConfig) -> MotionTrack:
@@ -180,8 +172,9 @@ def _retarget_shot(source: Face, driver: LandmarkTrack, config: MotionConfig) ->
 
     if config.mode == "absolute":
         target = apply_transform(m, pts)
+        heads = fit_similarities(src[STABLE_POINTS], target[:, STABLE_POINTS])
     elif config.mode == "relative":
-        q = _fit_batch(ref[STABLE_POINTS], pts[:, STABLE_POINTS])  # (N, 3, 3)
+        q = fit_similarities(ref[STABLE_POINTS], pts[:, STABLE_POINTS])  # (N, 3, 3)
         q_inv = np.linalg.inv(q)
         normalized = np.einsum("nij,nkj->nki", q_inv[:, :2, :2], pts) + q_inv[:, None, :2, 2]
         neutral = ref if config.driver_ref is not None else _neutral_shape(normalized, driver.valid)
@@ -195,14 +188,35 @@ def _retarget_shot(source: Face, driver: LandmarkTrack, config: MotionConfig) ->
         ref_in_src = apply_transform(m, ref)
         ratio = _mouth_width(src) / max(_mouth_width(ref_in_src), 1e-6)
         delta_src[:, MOUTH] *= float(np.clip(ratio, 0.8, 1.25))
-        base = src[None] + delta_src
-        if config.head_motion:
-            h = m[None] @ q @ m_inv[None]  # (N, 3, 3)
-            target = np.einsum("nij,nkj->nki", h[:, :2, :2], base) + h[:, None, :2, 2]
-        else:
-            target = base
+        base = _eyelids(src[None] + delta_src, src, normalized, neutral)
+        heads = m[None] @ q @ m_inv[None] if config.head_motion else np.broadcast_to(np.eye(3), (n, 3, 3))
+        target = np.einsum("nij,nkj->nki", heads[:, :2, :2], base) + heads[:, None, :2, 2]
     else:
         raise InputError(f"unknown motion mode {config.mode!r} (relative or absolute)")
 
     pupils = transfer_pupils(pts, driver.pupils, target)
-    return MotionTrack(points=target.astype(np.float32), pupils=pupils)
+    return MotionTrack(points=target.astype(np.float32), pupils=pupils, heads=np.array(heads, np.float64))
+
+
+def _lid_gaps(points: np.ndarray) -> np.ndarray:
+    """Eyelid gap of each eye (mean of its two upper-lower pairs): (..., 2)."""
+    return np.stack([np.mean([np.linalg.norm(points[..., up, :] - points[..., low, :], axis=-1)
+                              for up, low in zip(*eye)], axis=0) for eye in LIDS], axis=-1)
+
+
+def _eyelids(base: np.ndarray, source: np.ndarray, normalized: np.ndarray, neutral: np.ndarray) -> np.ndarray:
+    """Re-place the eyelids of `base` (N, 68, 2) by how far open the driver's eyes are relative
+    to its neutral (a ratio, so a portrait with narrow eyes closes them as fully as one with wide
+    eyes), keeping each eye's other motion (the mean shift of its corners)."""
+    ratio = _lid_gaps(normalized) / np.maximum(_lid_gaps(neutral), 1e-6)  # (N, 2)
+    opening = np.where(ratio <= 1.0, np.clip((ratio - SHUT_RATIO) / (1.0 - SHUT_RATIO), 0.0, 1.0),
+                       np.minimum(ratio, MAX_WIDEN))
+    out = base.copy()
+    for eye, ((up_a, up_b), (low_a, low_b)), corners in zip(range(2), LIDS, EYE_CORNERS):
+        shift = (base[:, list(corners)] - source[list(corners)]).mean(axis=1)  # (N, 2)
+        upper, lower = source[[up_a, up_b]], source[[low_a, low_b]]
+        meet = lower + LID_MEET * (upper - lower)
+        f = opening[:, eye, None, None]
+        out[:, [up_a, up_b]] = meet + f * (upper - meet) + shift[:, None]
+        out[:, [low_a, low_b]] = meet + f * (lower - meet) + shift[:, None]
+    return out

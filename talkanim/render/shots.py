@@ -143,25 +143,28 @@ class ShotSources:
             parts.append(WarpedShot(k, idx, w, smap, alpha, fill))
         return out, parts
 
-    def paste(self, hi: torch.Tensor, parts: list[WarpedShot], patch_grid: torch.Tensor) -> torch.Tensor:
-        """Blend the warped shots into `hi` (B, 3, h, w) 0..255, the portrait's warp at paste
-        resolution; patch_grid (1, h, w, 2): each patch pixel's normalized position at S. Each
-        shot's pixels are sampled from its paste-size crop through the upsampled map."""
+    def paste(self, hi: torch.Tensor, parts: list[WarpedShot], grid: torch.Tensor, frame: int) -> torch.Tensor:
+        """Blend the shots warped for batch row `frame` into `hi` (1, 3, h, w) 0..255, that
+        frame's portrait layer at paste resolution; `grid` (1, h, w, 2): each pixel's normalized
+        position in the expression crop at S (zeros outside it). Each shot's pixels are sampled
+        from its paste-size crop through the upsampled map."""
         s, p = self.size, self.paste_size
         out = hi
         for part in parts:
-            n = len(part.rows)
-            grid = patch_grid.expand(n, -1, -1, -1)
-            def up(x: torch.Tensor) -> torch.Tensor:
-                return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)
+            rows = torch.nonzero(part.rows == frame).flatten()
+            if rows.numel() == 0:
+                continue
+            j = int(rows[0])
+            def up(x: torch.Tensor, padding: str = "zeros") -> torch.Tensor:
+                return F.grid_sample(x[j:j + 1], grid, mode="bilinear", padding_mode=padding, align_corners=True)
 
-            coords = up(part.sample_map.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)  # shot px at S
+            coords = up(part.sample_map.permute(0, 3, 1, 2), "border").permute(0, 2, 3, 1)  # shot px at S
             # px at S -> px at P (pixel centres scale about the crop's corner) -> normalized at P
             tex_grid = ((coords + 0.5) * (p / s) - 0.5) * (2.0 / (p - 1)) - 1.0
-            shot = F.grid_sample(self._textures[part.shot].expand(n, -1, -1, -1), tex_grid, mode="bilinear",
+            shot = F.grid_sample(self._textures[part.shot], tex_grid, mode="bilinear",
                                  padding_mode="border", align_corners=True)
             if part.fill is not None:
                 shot = shot + up(part.fill) * 255.0
             # against the portrait's pixels, so cross-faded shots add up to their weights
-            out = out.index_add(0, part.rows, part.weight * up(part.alpha) * (shot - hi[part.rows]))
+            out = out + part.weight[j:j + 1] * up(part.alpha) * (shot - hi)
         return out

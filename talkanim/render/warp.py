@@ -8,9 +8,14 @@ resolution S) and apply that triangle's target->source affine per pixel, giving 
 sampling map. The map is continuous (affine per triangle, shared edges), so it can be
 upsampled bilinearly to a larger paste resolution without seams.
 
-Folded (flipped) target triangles: drawn first, so well-oriented triangles win overlaps; pixels
-no triangle covers (a fold's hole) map to themselves (identity), which at worst shows the
-source's own pixels there.
+The triangulation is Delaunay on an OPENED layout of the source (its mouth and eyes pulled
+open, `opened_layout`), not on the source itself: on a closed mouth the upper and lower lips
+nearly touch, Delaunay joins them with triangles across the mouth, and opening the mouth then
+flips those triangles -- a fold, seen as a torn vertical streak through the lips. On the
+layout every triangle has a definite orientation, and `untangle` keeps each target triangle
+oriented like it (pulling the vertices of a flipped one towards the layout), so the warp never
+folds. Triangles of a closed source mouth or eye have no area in the source: the warp stretches
+their line over what the target opens, and the mouth fill paints there.
 """
 
 from __future__ import annotations
@@ -34,6 +39,42 @@ RING_FRACTION = 0.7  # ring radius / crop half side; measured 0.6: SSIM .734, 0.
 # otherwise fold the triangles between them, a skin-coloured patch with a hard edge cut into
 # the hair (measured: 0.00 -> 0.03 -> 0.08 gave SSIM 0.704 / 0.706 / 0.705 at T = 1).
 FENCE_GAP = 0.03
+# The layout opens the mouth by this fraction of its width (inner lips apart, outer lips with
+# them) and the eyes by this fraction of their width.
+LAYOUT_MOUTH_OPEN = 0.15
+LAYOUT_EYE_OPEN = 0.12
+# A triangle outside the openings squeezed below this fraction of its source area counts as a fold.
+MIN_AREA_RATIO = 0.2
+# Vertices of the openings that may close to a line: the inner lips, each eye with its pupil
+# (the pupils follow the 78 landmarks and forehead points among the moving vertices).
+OPENINGS = (np.arange(60, 68), np.r_[36:42, 78], np.r_[42:48, 79])
+WALK_STEPS = 6  # steps from triangle to neighbour when locating a pixel
+UNTANGLE_STEPS = 8  # halvings of a flipped triangle's displacement before it is set to the layout
+
+
+def opened_layout(vertices: np.ndarray) -> np.ndarray:
+    """The source vertices (V, 2; the 68 landmarks first) with the mouth and eyes opened: the
+    shape the triangulation is built on. Vertices past the landmarks are kept as they are."""
+    v = np.asarray(vertices, np.float64).copy()
+    if len(v) < 68:
+        return v
+    up = v[27] - v[8]  # chin -> nose bridge: "up" in the face
+    up /= max(np.linalg.norm(up), 1e-9)
+    mouth = LAYOUT_MOUTH_OPEN * np.linalg.norm(v[54] - v[48]) / 2.0
+    v[[49, 50, 51, 52, 53, 61, 62, 63]] += mouth * up
+    v[[55, 56, 57, 58, 59, 65, 66, 67]] -= mouth * up
+    for corners, upper, lower in (((36, 39), (37, 38), (40, 41)), ((42, 45), (43, 44), (46, 47))):
+        eye = LAYOUT_EYE_OPEN * np.linalg.norm(v[corners[1]] - v[corners[0]]) / 2.0
+        v[list(upper)] += eye * up
+        v[list(lower)] -= eye * up
+    return v
+
+
+def _signed_areas(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """Twice the signed area of each triangle: (..., T) for vertices (..., V, 2)."""
+    t = vertices[..., triangles, :]
+    d, e = t[..., 1, :] - t[..., 0, :], t[..., 2, :] - t[..., 0, :]
+    return d[..., 0] * e[..., 1] - d[..., 1] * e[..., 0]
 
 
 def extend_points(points: np.ndarray) -> np.ndarray:
@@ -47,8 +88,44 @@ def extend_points(points: np.ndarray) -> np.ndarray:
 
 def moving_vertices(points: np.ndarray, pupils: np.ndarray) -> np.ndarray:
     """The warp's moving vertices (B, 80, 2): 68 landmarks, the virtual forehead points and the
-    two pupils (B, 2, 2), so the eyes' gaze moves with its own triangles."""
-    return np.concatenate([extend_points(points), np.asarray(pupils, np.float32)], axis=1).astype(np.float32)
+    two pupils (B, 2, 2), so the eyes' gaze moves with its own triangles. Each pupil is kept
+    inside its eye's lids (on the lid line of a closed eye), where its triangles stay unfolded."""
+    points = np.asarray(points, np.float32)
+    pupils = pupils_inside(points, np.asarray(pupils, np.float32))
+    return np.concatenate([extend_points(points), pupils], axis=1).astype(np.float32)
+
+
+# Per eye: the corners, the upper lid (corner to corner) and the lower lid (corner to corner).
+_EYE_LIDS = (((36, 39), (36, 37, 38, 39), (36, 41, 40, 39)), ((42, 45), (42, 43, 44, 45), (42, 47, 46, 45)))
+_PUPIL_MARGIN = 0.2  # a pupil stays this fraction of the lid gap (and of the eye width) inside
+
+
+def pupils_inside(points: np.ndarray, pupils: np.ndarray) -> np.ndarray:
+    """`pupils` (..., 2, 2) moved into their eyes (points (..., 68, 2)): along the eye at most
+    to within _PUPIL_MARGIN of a corner, across it between the lids with the same margin."""
+    p = np.asarray(points, np.float64)
+    out = np.array(pupils, np.float64, copy=True)
+    for eye, (corners, upper, lower) in enumerate(_EYE_LIDS):
+        a, b = p[..., corners[0], :], p[..., corners[1], :]
+        axis = b - a
+        width = np.maximum(np.linalg.norm(axis, axis=-1), 1e-9)
+        ex = axis / width[..., None]
+        ey = np.stack([-ex[..., 1], ex[..., 0]], -1)
+        local = lambda q: (((q - a[..., None, :]) * ex[..., None, :]).sum(-1) / width[..., None],  # noqa: E731
+                           ((q - a[..., None, :]) * ey[..., None, :]).sum(-1) / width[..., None])
+        ux, uy = local(p[..., list(upper), :])
+        lx, ly = local(p[..., list(lower), :])
+        px, py = local(out[..., eye:eye + 1, :])
+        t = np.clip(px[..., 0], _PUPIL_MARGIN, 1.0 - _PUPIL_MARGIN)
+        y_up = np.array([np.interp(ti, np.maximum.accumulate(xs), ys) for ti, xs, ys in
+                         zip(np.atleast_1d(t), ux.reshape(-1, 4), uy.reshape(-1, 4))]).reshape(t.shape)
+        y_low = np.array([np.interp(ti, np.maximum.accumulate(xs), ys) for ti, xs, ys in
+                          zip(np.atleast_1d(t), lx.reshape(-1, 4), ly.reshape(-1, 4))]).reshape(t.shape)
+        top, bottom = np.minimum(y_up, y_low), np.maximum(y_up, y_low)
+        gap = bottom - top
+        y = np.clip(py[..., 0], top + _PUPIL_MARGIN * gap, bottom - _PUPIL_MARGIN * gap)
+        out[..., eye, :] = a + (t * width)[..., None] * ex + (y * width)[..., None] * ey
+    return out.astype(np.float32)
 
 
 def face_anchors(size: int) -> tuple[np.ndarray, float]:
@@ -99,11 +176,20 @@ class PiecewiseAffineWarp:
         if fence is not None:
             source_reach = np.linalg.norm(self.source_vertices[FOREHEAD] - self._centre, axis=-1)
             self._forehead_reach = np.maximum(source_reach, fence)  # (10,)
-        tri = Delaunay(self.source_vertices.astype(np.float64))
+        self.layout = opened_layout(self.source_vertices)
+        tri = Delaunay(self.layout)
         self.triangles = np.ascontiguousarray(tri.simplices, dtype=np.int64)  # (T, 3)
+        self._neighbours = np.ascontiguousarray(tri.neighbors, dtype=np.int64)  # across the edge opposite each vertex
         self.num_triangles = len(self.triangles)
-        src_tri = self.source_vertices[self.triangles].astype(np.float64)  # (T, 3, 2)
-        self._src_tri_h = src_tri  # for the affine solve
+        self.orientation = np.sign(_signed_areas(self.layout, self.triangles))  # (T,)
+        # how small each triangle may get before it counts as crushed: none inside the mouth and
+        # eye openings, which close to a line
+        inside = np.zeros(self.num_triangles, bool)
+        for opening in OPENINGS:
+            inside |= np.isin(self.triangles, opening).all(axis=1)
+        source_areas = _signed_areas(self.source_vertices.astype(np.float64), self.triangles) * self.orientation
+        self._source_areas = np.where(inside, 0.0, np.maximum(source_areas, 0.0))
+        self._src_tri = self.source_vertices[self.triangles].astype(np.float32)  # (T, 3, 2)
         s = self.size
         self.raster = int(raster) if raster else max(2, s // 2)
         # S-space coordinates of the raster's pixel centres (align_corners=True spacing)
@@ -120,28 +206,42 @@ class PiecewiseAffineWarp:
             reach = np.linalg.norm(offset, axis=-1)
             shrink = np.minimum(1.0, self._forehead_reach / np.maximum(reach, 1e-9))
             target_moving[:, FOREHEAD] = self._centre + offset * shrink[..., None]
-        return np.concatenate([target_moving, np.broadcast_to(self.anchors, (b, *self.anchors.shape))], axis=1)
+        full = np.concatenate([target_moving, np.broadcast_to(self.anchors, (b, *self.anchors.shape))], axis=1)
+        return self.untangle(full)
 
-    def affines(self, target_vertices: np.ndarray) -> np.ndarray:
-        """Per-triangle target->source affine (B, T+1, 2, 3); index T is the identity (holes)."""
-        tgt = target_vertices[:, self.triangles].astype(np.float64)  # (B, T, 3, 2)
-        b = tgt.shape[0]
-        ones = np.ones((*tgt.shape[:-1], 1))
-        a = np.concatenate([tgt, ones], -1)  # (B, T, 3, 3): rows [x y 1]
-        det = np.linalg.det(a)
-        ok = np.abs(det) > 1e-6
-        a_safe = np.where(ok[..., None, None], a, np.eye(3))
-        # solve a @ X = src for X (3, 2): source = [x y 1] @ X
-        x = np.linalg.solve(a_safe, np.broadcast_to(self._src_tri_h, tgt.shape))
-        mats = np.swapaxes(x, -1, -2)  # (B, T, 2, 3)
-        if not ok.all():
-            # degenerate target triangle: map it to its source centroid (it covers ~no pixels)
-            cen = self._src_tri_h.mean(axis=1)  # (T, 2)
-            const = np.zeros((b, self.num_triangles, 2, 3))
-            const[..., 2] = cen
-            mats = np.where(ok[..., None, None], mats, const)
-        ident = np.broadcast_to(np.array([[1.0, 0, 0], [0, 1.0, 0]]), (b, 1, 2, 3))
-        return np.concatenate([mats, ident], axis=1)
+    def flipped(self, target_vertices: np.ndarray) -> np.ndarray:
+        """(B, T) bool: target triangles turned over relative to the layout (a fold), or, outside
+        the mouth and eye openings, squeezed below MIN_AREA_RATIO of their source area (skin
+        crushed into a seam, e.g. a dropped jaw pressed against the fixed ring)."""
+        areas = _signed_areas(np.asarray(target_vertices, np.float64), self.triangles) * self.orientation
+        return (areas < -1e-6) | (areas < MIN_AREA_RATIO * self._source_areas)
+
+    def untangle(self, target_vertices: np.ndarray) -> np.ndarray:
+        """The targets (B, V, 2) with every flipped triangle's moving vertices pulled back
+        towards the layout until none is flipped (the layout itself has none)."""
+        out = np.asarray(target_vertices, np.float64).copy()
+        layout = self.layout
+        for step in range(UNTANGLE_STEPS + 1):
+            bad = self.flipped(out)
+            if not bad.any():
+                break
+            for i in np.flatnonzero(bad.any(axis=1)):
+                verts = np.unique(self.triangles[bad[i]])
+                verts = verts[verts < self.num_moving]
+                keep = 0.5 if step < UNTANGLE_STEPS else 0.0
+                out[i, verts] = layout[verts] + keep * (out[i, verts] - layout[verts])
+        return out.astype(np.float32)
+
+    def barycentric(self, target_vertices: np.ndarray) -> np.ndarray:
+        """Per target triangle, the matrix (B, T, 3, 3) taking [x, y, 1] to the pixel's
+        barycentric coordinates in it. A degenerate target triangle (it covers no pixel but may
+        be claimed by one on its edge) gives its centroid."""
+        tgt = np.asarray(target_vertices, np.float64)[:, self.triangles]  # (B, T, 3, 2)
+        a = np.concatenate([np.swapaxes(tgt, -1, -2), np.ones((*tgt.shape[:2], 1, 3))], axis=-2)  # rows x, y, 1
+        ok = np.abs(np.linalg.det(a)) > 1e-6
+        centroid = np.zeros((3, 3))
+        centroid[:, 2] = 1.0 / 3.0
+        return np.where(ok[..., None, None], np.linalg.inv(np.where(ok[..., None, None], a, np.eye(3))), centroid)
 
     def index_maps(self, target_vertices: np.ndarray, size: int | None = None) -> np.ndarray:
         """Which target triangle covers each pixel: (B, size, size) int32; T where none does."""
@@ -153,22 +253,17 @@ class PiecewiseAffineWarp:
         d = tri_pts[..., 1, :] - tri_pts[..., 0, :]
         e = tri_pts[..., 2, :] - tri_pts[..., 0, :]
         area = d[..., 0].astype(np.int64) * e[..., 1] - d[..., 1].astype(np.int64) * e[..., 0]
-        src_area_sign = np.sign(self._signed_source_area())
         for i in range(b):
-            flipped = np.sign(area[i]) != src_area_sign
-            order = np.concatenate([np.nonzero(flipped)[0], np.nonzero(~flipped)[0]])
+            # a triangle with no area (collinear border anchors, a closed mouth) covers no
+            # pixel: the pixels of its line go to its neighbours (_close_seams)
+            flipped = np.sign(area[i]) != self.orientation
+            order = np.concatenate([np.nonzero(flipped & (area[i] != 0))[0], np.nonzero(~flipped)[0]])
             canvas = out[i]
             pts_i = tri_pts[i]
             for t in order:
                 cv2.fillConvexPoly(canvas, pts_i[t], int(t), lineType=cv2.LINE_8, shift=shift)
+            _close_seams(canvas, self.num_triangles)
         return out
-
-    def _signed_source_area(self) -> np.ndarray:
-        if not hasattr(self, "_src_area"):
-            t = self._src_tri_h
-            d, e = t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]
-            self._src_area = d[:, 0] * e[:, 1] - d[:, 1] * e[:, 0]
-        return self._src_area
 
     @torch.inference_mode()
     def sample_map(self, target_moving: np.ndarray) -> torch.Tensor:
@@ -181,17 +276,60 @@ class PiecewiseAffineWarp:
         verts = self.vertices(target_moving)
         b = verts.shape[0]
         r, s = self.raster, self.size
-        mats = self.affines(verts).astype(np.float32).reshape(b, -1, 6)  # (B, T+1, 6)
         to_r = (r - 1) / (s - 1)
         idx = self.index_maps(verts * to_r, r)  # (B, R, R)
-        coeff = mats[np.arange(b)[:, None, None], idx]  # (B, R, R, 6)
-        x, y = self._pix_r
-        sx = coeff[..., 0] * x + coeff[..., 1] * y + coeff[..., 2]
-        sy = coeff[..., 3] * x + coeff[..., 4] * y + coeff[..., 5]
+        none = (idx == self.num_triangles).reshape(-1)
+        tri = np.where(none, 0, idx.reshape(-1))  # (N,) for N = B R R pixels
+        systems = self.barycentric(verts).astype(np.float32).reshape(-1, 3, 3)  # (B T, 3, 3)
+        x, y = np.broadcast_arrays(*self._pix_r)
+        frame_base = np.repeat(np.arange(b) * self.num_triangles, r * r)
+        px, py = np.tile(x.reshape(-1), b), np.tile(y.reshape(-1), b)
+
+        def coordinates(t: np.ndarray, at: np.ndarray) -> np.ndarray:  # barycentric coordinates in triangle t
+            m = systems[frame_base[at] + t]  # (n, 3, 3)
+            return m[..., 0] * px[at, None] + m[..., 1] * py[at, None] + m[..., 2]
+
+        # The raster is generous at edges: a pixel near one may be handed to a triangle that does
+        # not contain it (and a thin triangle's affine, continued past its edge, lands far
+        # away). Walk each such pixel to the neighbour across the edge it is beyond (opposite
+        # its most negative coordinate) until it is inside; what is left is clamped onto an edge.
+        lam = coordinates(tri, slice(None))
+        outside = np.flatnonzero(lam.min(-1) < -1e-5)
+        for _ in range(WALK_STEPS):
+            if outside.size == 0:
+                break
+            across = self._neighbours[tri[outside], lam[outside].argmin(-1)]
+            outside = outside[across >= 0]
+            tri[outside] = across[across >= 0]
+            lam[outside] = coordinates(tri[outside], outside)
+            outside = outside[lam[outside].min(-1) < -1e-5]
+        lam = np.clip(lam, 0.0, None)
+        lam /= np.maximum(lam.sum(-1, keepdims=True), 1e-12)
+        corners = self._src_tri[tri]  # (N, 3, 2)
+        sx = np.where(none, px, (lam * corners[..., 0]).sum(-1)).reshape(b, r, r)
+        sy = np.where(none, py, (lam * corners[..., 1]).sum(-1)).reshape(b, r, r)
         out = torch.from_numpy(np.stack([sx, sy], 1)).to(self.device, self.dtype)  # (B, 2, R, R)
         if r != s:
             out = torch.nn.functional.interpolate(out, size=(s, s), mode="bilinear", align_corners=True)
         return out.permute(0, 2, 3, 1)
+
+
+def _close_seams(index: np.ndarray, none: int, passes: int = 2) -> None:
+    """Give pixels that no triangle claimed (rasterization leaves one-pixel seams between
+    neighbours) the triangle of a neighbouring pixel, in place: its affine, continued a pixel
+    past its edge, is what the seam's pixel should have had. A seam pixel left at identity would
+    sample the source somewhere else entirely -- a speck."""
+    h, w = index.shape
+    for _ in range(passes):
+        holes = index == none
+        if not holes.any():
+            return
+        padded = np.pad(index, 1, constant_values=none)
+        for dy, dx in ((0, 1), (1, 0), (0, -1), (-1, 0)):
+            neighbour = padded[1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
+            take = holes & (neighbour != none)
+            index[take] = neighbour[take]
+            holes &= ~take
 
 
 def to_normalized(coords: torch.Tensor, width: int, height: int) -> torch.Tensor:
