@@ -201,8 +201,9 @@ def animate(
 
     height, width = image.shape[:2]
     preview = config.render.preview
-    if preview:
-        height, width = make_preview(image, image, image).shape[:2]
+    if preview:  # the panels' widths follow the portrait's and the driver's own proportions
+        driver_width, driver_height = driver.track.size
+        height, width = make_preview(image, np.zeros((driver_height, driver_width, 3), np.uint8), image).shape[:2]
     with VideoWriter(out, width, height, fps, audio_from=audio_from, num_frames=len(frame_indices)) as writer:
         driver_frames = _driver_frames(driver, frame_indices) if preview else None
         for start in range(0, len(frame_indices), RENDER_BATCH):

@@ -309,3 +309,34 @@ def test_output_frame_rate(tmp_path, example_portrait, short_driver):
     assert proc.returncode == 0, proc.stderr.decode()
     info = probe_video(out)
     assert abs(info.fps - 12.5) < 0.01 and abs(info.num_frames - 15) <= 1
+
+
+@pytest.mark.parametrize("size", [(504, 512), (255, 201), (333, 517)])
+def test_preview_works_at_any_portrait_size(tmp_path, astronaut, short_driver, size):
+    """--preview on portraits whose proportions differ from the driver's (a 504x512 portrait once
+    failed: the driver's panel was sized from the portrait instead of the driver)."""
+    import cv2
+
+    from talkanim.api import animate
+    from talkanim.config import AnimateConfig, RenderConfig
+    from talkanim.io import iter_frames
+
+    width, height = size
+    scale = max(width, height) / 512
+    picture = cv2.resize(astronaut, (round(512 * scale), round(512 * scale)), interpolation=cv2.INTER_AREA)
+    top, left = (picture.shape[0] - height) // 2, (picture.shape[1] - width) // 2
+    picture = np.ascontiguousarray(picture[top:top + height, left:left + width])
+    assert picture.shape[:2] == (height, width)
+    portrait = tmp_path / "portrait.png"
+    cv2.imwrite(str(portrait), picture[..., ::-1])
+    out = tmp_path / "preview.mp4"
+    result = animate(portrait, short_driver, out, config=AnimateConfig(render=RenderConfig(preview=True)))
+    driver = probe_video(short_driver)
+    panel_height = 256
+    expected = 2 * round(width * panel_height / height) + round(driver.width * panel_height / driver.height)
+    assert result.width == expected + expected % 2 and result.height == panel_height
+    first = next(iter(iter_frames(out)))
+    # the left panel is the portrait
+    shown = first[:, :round(width * panel_height / height)].astype(float)
+    expected_panel = cv2.resize(picture, (shown.shape[1], panel_height), interpolation=cv2.INTER_AREA).astype(float)
+    assert np.abs(shown - expected_panel).mean() < 6.0
