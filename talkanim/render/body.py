@@ -26,7 +26,7 @@ import torch
 
 # Neck: the weight starts falling NECK_START eye-to-chin distances below the chin and reaches 0
 # NECK_BAND of them further down, where a neck meets the shoulders.
-NECK_START = 0.0
+NECK_START = 0.2
 NECK_BAND = 0.7
 # Sides, in jaw widths from the face's vertical axis: full weight within SIDE_START (a wide
 # hair-do), none past SIDE_START + SIDE_BAND.

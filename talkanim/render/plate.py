@@ -21,6 +21,8 @@ HOLE_THRESHOLD = 0.02
 # ...grown by this fraction of the face size, so no fringe colour is left to smear in.
 HOLE_GROWTH = 0.04
 FILL_SIDE = 320  # longest side, px, at which the hole is filled
+# The matte's soft edge is remapped so values below EDGE_LOW are background, above EDGE_HIGH person.
+EDGE_LOW, EDGE_HIGH = 0.3, 0.7
 # A person touching a picture edge over more than this fraction of it is cut by the frame there.
 EDGE_CONTACT = 0.04
 
@@ -70,7 +72,10 @@ def clean_matte(matte: np.ndarray, points: np.ndarray) -> np.ndarray:
     near = cv2.GaussianBlur(near.astype(np.float32), (0, 0), grow / 2.0)
     out = matte * np.clip(near * 1.5, 0.0, 1.0)
     out[keep > 0] = np.maximum(out[keep > 0], matte[keep > 0])
-    return out
+    # a segmentation's soft edge spans several pixels; over a moving head it would let the plate
+    # show through the person's outline, so the edge is steepened to a couple of pixels
+    x = np.clip((out - EDGE_LOW) / (EDGE_HIGH - EDGE_LOW), 0.0, 1.0)
+    return (x * x * (3.0 - 2.0 * x)).astype(np.float32)
 
 
 def pinned_edges(matte: np.ndarray) -> tuple[str, ...]:

@@ -43,7 +43,7 @@ from talkanim.render.mouth import MouthFiller
 from talkanim.render.paste import PasteRegion, to_tensor
 from talkanim.render.plate import HOLE_GROWTH, HOLE_THRESHOLD, background_plate, clean_matte, landmark_matte, pinned_edges
 from talkanim.render.shots import ShotSources
-from talkanim.render.warp import PiecewiseAffineWarp, face_anchors, moving_vertices, to_normalized
+from talkanim.render.warp import FOREHEAD, PiecewiseAffineWarp, face_anchors, face_skirt, moving_vertices, to_normalized
 
 # refine(warped (B,3,S,S) in [0,1], target points (B,68,2) crop px at S, target pupils (B,2,2) crop px)
 RefineFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -89,8 +89,10 @@ class FaceRenderer:
         self.source_pupils = np.asarray(pupils, np.float32)
         self.source_pupils_crop = box.to_crop(self.source_pupils, s)
         moving = moving_vertices(self.source_points_crop[None], self.source_pupils_crop[None])[0]
+        self._forehead = moving[FOREHEAD]  # fixed: the expression happens in the portrait's pose
         anchors, fence = face_anchors(s)
-        self.warp = PiecewiseAffineWarp(moving, anchors, s, fence=fence, device=self.device, dtype=dtype)
+        self.warp = PiecewiseAffineWarp(moving, np.concatenate([anchors, face_skirt(self.source_points_crop)]), s,
+                                        fence=fence, device=self.device, dtype=dtype)
         self._src_s = to_tensor(self.source_crop, self.device, dtype)
         self.mouth = MouthFiller(self.source_points_crop, self.source_crop) if self.config.mouth_fill else None
         lin = torch.arange(s, device=self.device, dtype=dtype)
@@ -175,7 +177,7 @@ class FaceRenderer:
         """The source face crop warped to the targets' expression (the head kept in the
         portrait's pose; picture coords in): (B, 3, S, S) float in [0, 1]."""
         t_crop, p_crop = self.expression_crop(target_points_batch, pupils)
-        return self._sample_s(self.warp.sample_map(moving_vertices(t_crop, p_crop)))
+        return self._sample_s(self.warp.sample_map(moving_vertices(t_crop, p_crop, self._forehead)))
 
     def _sample_s(self, smap: torch.Tensor) -> torch.Tensor:
         grid = to_normalized(smap, self.size, self.size)
@@ -227,7 +229,7 @@ class FaceRenderer:
         if len(heads) != len(targets):
             raise InputError(f"{len(heads)} head poses for {len(targets)} targets")
         t_crop, p_crop = self.expression_crop(targets, pupils, heads)
-        target_moving = moving_vertices(t_crop, p_crop)
+        target_moving = moving_vertices(t_crop, p_crop, self._forehead)
         smap = self.warp.sample_map(target_moving)  # (B, S, S, 2)
         b = smap.shape[0]
         # Corrections at S, in paste order: the portrait's mouth fill, the shots (also pasted at

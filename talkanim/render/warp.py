@@ -86,13 +86,37 @@ def extend_points(points: np.ndarray) -> np.ndarray:
     return np.concatenate([points, forehead], axis=-2)
 
 
-def moving_vertices(points: np.ndarray, pupils: np.ndarray) -> np.ndarray:
+def moving_vertices(points: np.ndarray, pupils: np.ndarray, forehead: np.ndarray | None = None) -> np.ndarray:
     """The warp's moving vertices (B, 80, 2): 68 landmarks, the virtual forehead points and the
     two pupils (B, 2, 2), so the eyes' gaze moves with its own triangles. Each pupil is kept
-    inside its eye's lids (on the lid line of a closed eye), where its triangles stay unfolded."""
+    inside its eye's lids (on the lid line of a closed eye), where its triangles stay unfolded.
+
+    `forehead` (10, 2): where the forehead points go (the source's own, for an expression in the
+    source's pose: raised brows stretch the forehead, they do not lift the hairline); None:
+    extrapolated from the brows of `points`."""
     points = np.asarray(points, np.float32)
     pupils = pupils_inside(points, np.asarray(pupils, np.float32))
-    return np.concatenate([extend_points(points), pupils], axis=1).astype(np.float32)
+    extended = extend_points(points)
+    if forehead is not None:
+        extended[..., FOREHEAD, :] = np.asarray(forehead, np.float32)
+    return np.concatenate([extended, pupils], axis=1).astype(np.float32)
+
+
+# Fixed points this fraction of the jaw width outside the sides of the face (jaw points 0-5 and
+# 11-16, temple to jaw angle): the hair, ears and background beside a face stay where they are
+# when the jaw drops or the cheeks move; only the skin under the chin stretches.
+SKIRT_MARGIN = 0.1
+SKIRT_POINTS = np.r_[0:6, 11:17]
+
+
+def face_skirt(points: np.ndarray) -> np.ndarray:
+    """(12, 2) fixed anchors just outside the sides of the face of `points` (68, 2)."""
+    p = np.asarray(points, np.float64)
+    centre = p[27:36].mean(axis=0)
+    width = np.linalg.norm(p[16] - p[0])
+    out = p[SKIRT_POINTS] - centre
+    out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
+    return (p[SKIRT_POINTS] + SKIRT_MARGIN * width * out).astype(np.float32)
 
 
 # Per eye: the corners, the upper lid (corner to corner) and the lower lid (corner to corner).
