@@ -36,6 +36,7 @@ class Shot:
     image: np.ndarray  # (H, W, 3) uint8
     face: Face
     index: int = -1  # frame index in its clip (-1 for a still portrait)
+    matte: np.ndarray | None = None  # (H, W) person matte, hair included; None: the renderer's rough one
 
 
 class Animator(Protocol):
@@ -43,9 +44,11 @@ class Animator(Protocol):
 
     note: str  # what was done at preparation (e.g. "fine-tuned 40 steps"), "" if nothing to say
 
-    def generate(self, targets: np.ndarray, pupils: np.ndarray | None, weights: np.ndarray) -> np.ndarray:
+    def generate(self, targets: np.ndarray, pupils: np.ndarray | None, weights: np.ndarray,
+                 heads: np.ndarray | None = None) -> np.ndarray:
         """Full frames (B, H, W, 3) uint8 for targets (B, 68, 2) / pupils (B, 2, 2) in picture px;
-        `weights` (B, T), rows summing to 1: how much each shot should contribute to each target."""
+        `weights` (B, T), rows summing to 1: how much each shot should contribute to each target;
+        `heads` (B, 3, 3): the head's similarity per target (None: fitted to the targets)."""
         ...
 
 
@@ -78,7 +81,7 @@ class _CopyAnimator:
     shots: list[Shot]
     note: str = ""
 
-    def generate(self, targets, pupils, weights):
+    def generate(self, targets, pupils, weights, heads=None):
         return np.stack([self.shots[int(k)].image for k in np.asarray(weights).argmax(axis=1)])
 
 
@@ -90,12 +93,12 @@ class _PipelineRenderer:
     def __init__(self, shots: list[Shot], config: RenderConfig, device: str):
         from talkanim.render import FaceRenderer
 
-        self.renderer = FaceRenderer(shots[0].image, shots[0].face, config,
+        self.renderer = FaceRenderer(shots[0].image, shots[0].face, config, matte=shots[0].matte,
                                      shots=[(s.image, s.face) for s in shots[1:]], device=device)
 
-    def render(self, targets, pupils, weights, refine: Callable | None = None) -> np.ndarray:
+    def render(self, targets, pupils, weights, refine: Callable | None = None, heads=None) -> np.ndarray:
         weights = np.asarray(weights, np.float64)
-        return self.renderer.render_batch(np.asarray(targets, np.float32), pupils, refine=refine,
+        return self.renderer.render_batch(np.asarray(targets, np.float32), pupils, heads=heads, refine=refine,
                                           shot_weights=weights if weights.shape[1] > 1 else None)
 
 
@@ -119,8 +122,8 @@ class _WarpAnimator:
     renderer: _PipelineRenderer
     note: str = ""
 
-    def generate(self, targets, pupils, weights):
-        return self.renderer.render(targets, pupils, weights)
+    def generate(self, targets, pupils, weights, heads=None):
+        return self.renderer.render(targets, pupils, weights, heads=heads)
 
 
 # ------------------------------------------------------------------------------ neural
@@ -201,8 +204,8 @@ class _ModelAnimator:
     refine: Callable
     note: str = ""
 
-    def generate(self, targets, pupils, weights):
-        return self.renderer.render(targets, pupils, weights, refine=self.refine)
+    def generate(self, targets, pupils, weights, heads=None):
+        return self.renderer.render(targets, pupils, weights, refine=self.refine, heads=heads)
 
 
 # ------------------------------------------------------------------------------ registry

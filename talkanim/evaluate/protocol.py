@@ -25,9 +25,9 @@ import numpy as np
 
 from talkanim.config import MotionConfig, TrackConfig
 from talkanim.evaluate import metrics as M
+from talkanim.evaluate import viewer as V
 from talkanim.evaluate.identity import FaceAnalyzer, get_analyzer
 from talkanim.evaluate.methods import Animator, Method, Shot, make_method
-from talkanim.landmarks.measures import eye_opening, mouth_opening
 from talkanim.landmarks.types import Face
 from talkanim.motion.shots import blend_weights
 from talkanim.render.crop import CropBox, crop_image, face_crop_box
@@ -40,8 +40,12 @@ CROP_SCALE = 1.6  # face crop side / landmarks' bounding box: face plus some hai
 SHOT_FRACTION = 1 / 3  # shots come from the first third of a clip
 MIN_DRIVER_FRAMES = 4
 RENDER_BATCH = 8
-SELF_METRICS = ("l1", "psnr", "ssim", "csim", "akd", "l1_mouth", "ssim_mouth", "l1_eyes", "ssim_eyes")
-CROSS_METRICS = ("csim_source", "mouth_r", "eye_r", "target_mouth_r", "target_eye_r")
+SELF_METRICS = ("l1", "psnr", "ssim", "csim", "akd", "l1_mouth", "ssim_mouth", "l1_eyes", "ssim_eyes",
+                "ssim_frame", "l1_frame")
+FRAME_SIDE = 256  # whole frames are compared at this longest side
+CROSS_METRICS = ("csim_source", "mouth_gain", "mouth_r", "blink_recall", "eye_r", "hair_distortion",
+                 "hair_distortion_worst", "background_drift", "target_mouth_r", "target_eye_r")
+FLOW_EVERY = 2  # hair distortion is measured on every 2nd output frame (two optical flows each)
 
 
 @dataclass
@@ -167,6 +171,18 @@ def score_frame(analyzer: FaceAnalyzer, generated_crop: np.ndarray, real: _RealF
     return out
 
 
+def whole_frame_metrics(generated: np.ndarray, real: np.ndarray) -> dict[str, float]:
+    """SSIM and L1 of the whole frame (hair, body and background included), at FRAME_SIDE."""
+    import cv2
+
+    h, w = real.shape[:2]
+    scale = min(1.0, FRAME_SIDE / max(h, w))
+    size = (max(8, round(w * scale)), max(8, round(h * scale)))
+    small = lambda x: cv2.resize(np.ascontiguousarray(x), size, interpolation=cv2.INTER_AREA)  # noqa: E731
+    g, r = small(generated), small(real)
+    return {"ssim_frame": M.ssim(g, r), "l1_frame": M.l1(g, r)}
+
+
 def _mean_metrics(rows: list[dict[str, float]], names) -> dict[str, float | None]:
     out: dict[str, float | None] = {}
     for name in names:
@@ -175,11 +191,13 @@ def _mean_metrics(rows: list[dict[str, float]], names) -> dict[str, float | None
     return out
 
 
-def _render(animator: Animator, targets: np.ndarray, pupils: np.ndarray | None, weights: np.ndarray):
+def _render(animator: Animator, targets: np.ndarray, pupils: np.ndarray | None, weights: np.ndarray,
+            heads: np.ndarray | None = None):
     """Yield (position, frame) rendering in batches (bounded memory)."""
     for s in range(0, len(targets), RENDER_BATCH):
         sl = slice(s, s + RENDER_BATCH)
-        frames = animator.generate(targets[sl], None if pupils is None else pupils[sl], weights[sl])
+        args = (targets[sl], None if pupils is None else pupils[sl], weights[sl])
+        frames = animator.generate(*args) if heads is None else animator.generate(*args, heads=heads[sl])
         for j, frame in enumerate(frames):
             yield s + j, frame
 
@@ -232,7 +250,8 @@ def self_reenact(clip: Clip, plan: ClipPlan, methods: dict[str, Method], *, devi
                 rows: list[dict[str, float]] = []
                 for k, frame in _render(animator, targets, pupils, weights):
                     gen = crop_image(frame, reals[k].box, CROP_SIZE)
-                    rows.append(score_frame(analyzer, gen, reals[k], k in csim_at))
+                    rows.append(score_frame(analyzer, gen, reals[k], k in csim_at)
+                                | whole_frame_metrics(frame, clip.frames[drv[k]]))
                     if k in grid_at:
                         crops[k] = gen
                     done += 1
@@ -269,57 +288,70 @@ class CrossResult:
 def cross_reenact(portrait_path: Path, clip: Clip, frame_indices: list[int], methods: dict[str, Method],
                   detector, *, device: str = "cpu", csim_frames: int = 8,
                   analyzer: FaceAnalyzer | None = None) -> CrossResult:
-    """Drive one portrait by a clip's frames (relative motion); CSIM to the portrait, and the
-    correlation of mouth / eye opening on the output with the driver's."""
+    """Drive one portrait by a clip's frames (relative motion, as `animate` does) and measure
+    what a viewer sees (talkanim.evaluate.viewer): CSIM to the portrait; blinks followed and the
+    eyes' correlation, mouth gain and correlation, from landmarks that `detector` tracks on the
+    output frames against those it tracked on the driver; hair/outline distortion and background
+    drift from optical flow between the portrait and each output frame."""
     from talkanim.io import load_image
-    from talkanim.landmarks import detect_face
+    from talkanim.landmarks import detect_face, person_matte, track_frames
     from talkanim.motion import retarget
 
     analyzer = analyzer or get_analyzer()
     out = CrossResult(str(portrait_path), str(clip.path))
     image = load_image(portrait_path)
     face = detect_face(image, detector)
+    matte = person_matte(image, face)
+    view = V.PortraitView.make(image, matte, face.points)
     # Retarget over the clip from its first frame, as `animate` would (driver_ref 0), then keep
     # the driver frames: a reference taken mid-speech (mouth open) would invert the lips.
     motion_all = retarget(face, clip.track, MotionConfig(mode="relative", driver_ref=0))
     points, pupils = motion_all.points[frame_indices], motion_all.pupils[frame_indices]
+    heads = motion_all.heads[frame_indices]
     drv_points = clip.track.points[frame_indices]
-    drv_mouth = mouth_opening(drv_points)
-    drv_eyes = eye_opening(drv_points).mean(axis=-1)
     src_box = face_crop_box(face.points, CROP_SCALE)
     src_crop = crop_image(image, src_box, CROP_SIZE)
     src_face_box = analyzer.detect_box(src_crop) or FaceAnalyzer.box_from_points(src_box.to_crop(face.points, CROP_SIZE))
     src_desc = analyzer.descriptor(src_crop, src_face_box)
     csim_at = set(csim_subset(len(frame_indices), csim_frames))
     weights = np.ones((len(frame_indices), 1))
+    height, width = image.shape[:2]
     for name, method in methods.items():
         reason = method.unavailable_reason()
         if reason is not None:
             out.results[name] = {"available": False, "reason": reason}
             continue
         try:
-            animator = method.prepare([Shot(image, face)], device=device)
-            mouth, eyes, csims = [], [], []
-            for k, frame in _render(animator, points, pupils, weights):
-                # measure where the face is meant to be: the crop of the target landmarks
-                box = face_crop_box(points[k], CROP_SCALE)
-                crop = crop_image(frame, box, CROP_SIZE)
-                fb = analyzer.detect_box(crop) or FaceAnalyzer.box_from_points(box.to_crop(points[k], CROP_SIZE))
-                pts = analyzer.landmarks(crop, fb)
-                mouth.append(mouth_opening(pts))
-                eyes.append(float(eye_opening(pts).mean()))
-                if k in csim_at:
-                    csims.append(M.cosine(analyzer.descriptor(crop, fb), src_desc))
+            animator = method.prepare([Shot(image, face, matte=matte)], device=device)
+            csims, drifts, flows = [], [], []
+
+            def frames():  # each output frame once: CSIM and flow here, landmarks by the tracker
+                for k, frame in _render(animator, points, pupils, weights, heads):
+                    if k in csim_at:
+                        box = face_crop_box(points[k], CROP_SCALE)
+                        crop = crop_image(frame, box, CROP_SIZE)
+                        fb = analyzer.detect_box(crop) or FaceAnalyzer.box_from_points(box.to_crop(points[k], CROP_SIZE))
+                        csims.append(M.cosine(analyzer.descriptor(crop, fb), src_desc))
+                    drifts.append(V.background_drift(view, frame))
+                    flows.append(frame if k % FLOW_EVERY == 0 else None)
+                    yield frame
+
+            track = track_frames(frames(), detector, fps=clip.fps, size=(width, height),
+                                 config=TrackConfig(smooth=False))
+            distortions = [V.hair_distortion(view, frame, track.points[k])
+                           for k, frame in enumerate(flows) if frame is not None and track.valid[k]]
         except Exception as err:  # a broken method is reported; the others still run
             out.results[name] = {"available": True, "error": _error_line(err)}
             continue
+        mouth = V.mouth_measures(drv_points, track.points)
+        eyes = V.blink_measures(drv_points, track.points)
         out.results[name] = {"available": True, "csim_source": float(np.mean(csims)) if csims else None,
-                             "mouth_r": _finite(M.pearson(mouth, drv_mouth)),
-                             "eye_r": _finite(M.pearson(eyes, drv_eyes)),
+                             **mouth, **eyes, **V.motion_summary(distortions, drifts),
                              # the same on the target landmarks: retargeting alone, before rendering
-                             "target_mouth_r": _finite(M.pearson(mouth_opening(points), drv_mouth)),
-                             "target_eye_r": _finite(M.pearson(eye_opening(points).mean(-1), drv_eyes)),
-                             "frames": len(frame_indices), "csim_frames": len(csims)}
+                             "target_mouth_r": V.mouth_measures(drv_points, points)["mouth_r"],
+                             "target_eye_r": V.blink_measures(drv_points, points)["eye_r"],
+                             "frames": len(frame_indices), "csim_frames": len(csims),
+                             "output_frames_without_face": track.num_missing}
     return out
 
 

@@ -28,10 +28,14 @@ TABLE_COLUMNS = [
     ("csim", "CSIM ↑", "{:.3f}"), ("akd", "AKD px ↓", "{:.2f}"),
     ("ssim_mouth", "SSIM mouth ↑", "{:.3f}"), ("l1_mouth", "L1 mouth ↓", "{:.4f}"),
     ("ssim_eyes", "SSIM eyes ↑", "{:.3f}"), ("l1_eyes", "L1 eyes ↓", "{:.4f}"),
+    ("ssim_frame", "SSIM frame ↑", "{:.3f}"), ("l1_frame", "L1 frame ↓", "{:.4f}"),
 ]
-CROSS_COLUMNS = [("csim_source", "CSIM to source ↑", "{:.3f}"), ("mouth_r", "mouth r ↑", "{:.3f}"),
-                 ("eye_r", "eye r ↑", "{:.3f}"), ("target_mouth_r", "target mouth r", "{:.3f}"),
-                 ("target_eye_r", "target eye r", "{:.3f}")]
+CROSS_COLUMNS = [("csim_source", "CSIM to source ↑", "{:.3f}"), ("mouth_gain", "mouth gain (1)", "{:.2f}"),
+                 ("mouth_r", "mouth r ↑", "{:.3f}"), ("blink_recall", "blink recall ↑", "{:.2f}"),
+                 ("eye_r", "eye r ↑", "{:.3f}"), ("hair_distortion", "hair distortion % ↓", "{:.2f}"),
+                 ("hair_distortion_worst", "worst frame % ↓", "{:.2f}"),
+                 ("background_drift", "background drift % ↓", "{:.2f}"),
+                 ("target_mouth_r", "target mouth r", "{:.3f}"), ("target_eye_r", "target eye r", "{:.3f}")]
 
 
 def _fmt(value, fmt: str) -> str:
@@ -128,10 +132,17 @@ def markdown_report(results: dict) -> str:
     if results.get("cross"):
         lines.append("## Cross-reenactment (portrait driven by another person's clip, relative motion)")
         lines.append("")
-        lines.append("CSIM of the output to the source portrait; Pearson r of mouth / eye opening measured by "
-                     "dlib on the output vs the driver's tracked landmarks (copy is static: its r is the noise "
-                     "floor). 'target' columns: the same r on the retargeted landmarks themselves, i.e. what "
-                     "motion transfer asked for before any rendering.")
+        lines.append("What a viewer sees, measured from outside (`talkanim/evaluate/viewer.py`), with the "
+                     "landmarks the evaluation's tracker finds on the output frames against those it found on "
+                     "the driver: CSIM of the output to the source portrait; mouth gain (the output's "
+                     "mouth-opening range over the driver's, both relative to face size; 1 = as wide) and "
+                     "Pearson r; blink recall (share of the driver's closed-eye frames where the output's eyes "
+                     "are closed too, ±1 frame) and eye-opening r; hair distortion (RMS of the optical flow on "
+                     "hair and head outline left after the head's similarity and a smooth quadratic field, % "
+                     "of face width; a rigidly moved portrait scores ~0.05) and its worst frame; background "
+                     "drift (median flow on the background, % of face width). Copy is static: its r is the "
+                     "noise floor. 'target' columns: the same r on the retargeted landmarks themselves, i.e. "
+                     "what motion transfer asked for before any rendering.")
         lines.append("")
         lines.append("| method | " + " | ".join(h for _, h, _ in CROSS_COLUMNS) + " | pairs |")
         lines.append("|---" * (len(CROSS_COLUMNS) + 2) + "|")

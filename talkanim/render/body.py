@@ -125,31 +125,34 @@ class BodyWarp:
             w = w * _smoothstep(distance / edge_band)
         return w
 
-    def _pose(self, heads: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _pose(self, heads: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
         heads = np.asarray(heads, np.float64).reshape(-1, 3, 3)
-        as_tensor = lambda v: torch.tensor(v, device=self.device, dtype=self.dtype)  # noqa: E731
-        return as_tensor(heads[:, :2, :2]), as_tensor(heads[:, :2, 2]), as_tensor(self.bands(heads))
+        return heads, torch.tensor(self.bands(heads), device=self.device, dtype=self.dtype)
+
+    def _apply(self, heads: np.ndarray, points: torch.Tensor, minus_identity: bool = False) -> torch.Tensor:
+        """H p (or H p - p) for points (B, ..., 2), written out per coefficient: batched 2x2
+        matrix products of torch are slow on the CPU."""
+        shape = (-1,) + (1,) * (points.dim() - 2)
+        coef = lambda v: torch.tensor(v, device=self.device, dtype=self.dtype).view(shape)  # noqa: E731
+        a, b, c = heads[:, 0, 0] - minus_identity, heads[:, 0, 1], heads[:, 0, 2]
+        d, e, f = heads[:, 1, 0], heads[:, 1, 1] - minus_identity, heads[:, 1, 2]
+        x, y = points[..., 0], points[..., 1]
+        return torch.stack([coef(a) * x + coef(b) * y + coef(c), coef(d) * x + coef(e) * y + coef(f)], -1)
 
     def inverse(self, pixels: torch.Tensor, heads: np.ndarray) -> torch.Tensor:
         """Portrait points p with G(p) = pixels. `pixels` (B, h, w, 2) or (h, w, 2) picture px,
         `heads` (B, 3, 3) portrait -> output similarities. Returns (B, h, w, 2)."""
-        lin, shift, bands = self._pose(heads)
-        b = lin.shape[0]
+        heads, bands = self._pose(heads)
         if pixels.dim() == 3:
-            pixels = pixels.expand(b, *pixels.shape)
-        lin_minus_i = (lin - torch.eye(2, device=self.device, dtype=self.dtype)).view(b, 1, 1, 2, 2)
-        shift = shift.view(b, 1, 1, 2)
+            pixels = pixels.expand(len(heads), *pixels.shape)
         # start from the rigid inverse, blended in by its weight: exact on the head
-        rigid = (torch.linalg.inv(lin).view(b, 1, 1, 2, 2) @ (pixels - shift).unsqueeze(-1)).squeeze(-1)
+        rigid = self._apply(np.linalg.inv(heads), pixels)
         p = pixels + self.weight(rigid, bands).unsqueeze(-1) * (rigid - pixels)
         for _ in range(ITERATIONS):
-            moved = (lin_minus_i @ p.unsqueeze(-1)).squeeze(-1) + shift  # H p - p
-            p = pixels - self.weight(p, bands).unsqueeze(-1) * moved
+            p = pixels - self.weight(p, bands).unsqueeze(-1) * self._apply(heads, p, minus_identity=True)
         return p
 
     def forward(self, points: torch.Tensor, heads: np.ndarray) -> torch.Tensor:
         """G(p) for portrait points (B, ..., 2): where each lands in the output."""
-        lin, shift, bands = self._pose(heads)
-        shape = (lin.shape[0],) + (1,) * (points.dim() - 2)
-        moved = torch.einsum("bij,b...j->b...i", lin, points) + shift.view(*shape, 2)
-        return points + self.weight(points, bands).unsqueeze(-1) * (moved - points)
+        heads, bands = self._pose(heads)
+        return points + self.weight(points, bands).unsqueeze(-1) * self._apply(heads, points, minus_identity=True)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from typing import Callable, Iterator, Sequence
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -51,12 +52,6 @@ RefineFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 # Background that moved by more than this many picture px is replaced by the plate (less: a
 # sub-pixel drift nobody sees, and the portrait's own pixels are exact).
 PLATE_AFTER_PX = 1.0
-BODY_STRIDE = 8  # paste px between the body map's samples (it is smooth: bilinear in between is exact to ~0.1 px)
-
-
-def _smoothstep(x: torch.Tensor) -> torch.Tensor:
-    x = x.clamp(0.0, 1.0)
-    return x * x * (3.0 - 2.0 * x)
 
 
 class FaceRenderer:
@@ -119,12 +114,15 @@ class FaceRenderer:
         reg = self.region
         ph, pw = reg.patch_size
         self._fx, self._fy = pw / reg.width, ph / reg.height  # paste px per picture px
-        crop = lambda a: a[reg.y0:reg.y1, reg.x0:reg.x1]  # noqa: E731
-        texture = _resized(crop(image), (pw, ph))
-        self._layer = torch.cat([to_tensor(texture, self.device, dtype) * 255.0,
-                                 torch.from_numpy(_resized(crop(matte), (pw, ph))).to(self.device, dtype)[None, None]], 1)
-        self._plate = to_tensor(_resized(crop(self.plate), (pw, ph)), self.device, dtype) * 255.0
-        self._orig = to_tensor(crop(image), self.device, dtype) * 255.0
+        crop = lambda a: np.ascontiguousarray(a[reg.y0:reg.y1, reg.x0:reg.x1])  # noqa: E731
+        matte_u8 = np.round(matte * 255.0).astype(np.uint8)
+        # colour and matte in one 4-channel image, sampled together at paste resolution
+        self._layer = _resized(np.dstack([crop(image), crop(matte_u8)]), (pw, ph))
+        self._plate = _resized(crop(self.plate), (pw, ph))
+        self._orig = crop(image)
+        # the body map is smooth and the face warp is piecewise affine on a raster of S/2 per
+        # crop side: both are sampled about every two S pixels and interpolated in between
+        self._stride = max(1, int(2.0 * box.side * self.scale / s))
         # where the output can differ from the portrait before the head moves: the person's
         # layer inside the body's reach (and the plate's hole around it), and the face crop
         person = (matte > HOLE_THRESHOLD)
@@ -252,78 +250,79 @@ class FaceRenderer:
                 if refined.shape != warped.shape:
                     raise ValueError(f"refine returned {tuple(refined.shape)}, expected {tuple(warped.shape)}")
                 refine_delta = (refined.to(self.dtype) - corrected) * 255.0
-        expression = (smap - self._identity).permute(0, 3, 1, 2)  # (B, 2, S, S): the face warp's shift, S px
+        # everything below runs per frame on the CPU, in OpenCV (the output goes to the encoder)
+        shifts = (smap - self._identity).float().cpu().numpy()  # (B, S, S, 2): the face warp's shift, S px
+        as_hwc = lambda d: None if d is None else np.ascontiguousarray(d.permute(0, 2, 3, 1).float().cpu().numpy())  # noqa: E731
+        fill_hwc, refine_hwc = as_hwc(fill_delta), as_hwc(refine_delta)
+        active = _support(fill_delta, refine_delta, shot_parts)  # where the corrections touch, S px
 
         r0, r1, c0, c1 = self._window(heads)
         reg = self.region
         if r1 <= r0 or c1 <= c0:
             return (reg.y0, reg.y0, reg.x0, reg.x0), np.zeros((b, 0, 0, 3), np.uint8)
-        box, s = self.crop_box, self.size
-        to_s = s / box.side
-        ph, pw = reg.patch_size
-        # picture px -> layer grid coordinates, and an S-px shift -> a layer grid shift (linear per axis)
-        shift_to_grid = torch.tensor([2.0 * self._fx / (to_s * max(pw - 1, 1)), 2.0 * self._fy / (to_s * max(ph - 1, 1))],
-                                     device=self.device, dtype=self.dtype)
+        plate = self._plate[r0:r1, c0:c1]
         out = []
         for i in range(b):
-            # the body map is smooth: computed every BODY_STRIDE paste px, interpolated in between
-            coarse_pixels, size = self._coarse_grid(r0, r1, c0, c1)
-            body = self.body.inverse(coarse_pixels, heads[i:i + 1])  # (1, h', w', 2) portrait px
-            at_s = (body - torch.tensor([box.x0, box.y0], device=self.device, dtype=self.dtype)) * to_s
-            fields = torch.cat([to_normalized(at_s, s, s), self._texture_grid(body), body - coarse_pixels], -1)
-            fields = fields.permute(0, 3, 1, 2)
-            fields = F.interpolate(fields, size=size, mode="bilinear", align_corners=True)
-            grid_s = fields[:, 0:2].permute(0, 2, 3, 1)
-            sample_s = lambda x: F.grid_sample(x, grid_s, mode="bilinear", padding_mode="zeros",  # noqa: E731
-                                               align_corners=True)
-            shift = sample_s(expression[i:i + 1])  # (1, 2, h, w), S px
-            texture_grid = torch.addcmul(fields[:, 2:4], shift, shift_to_grid.view(1, 2, 1, 1)).permute(0, 2, 3, 1)
-            # how far each pixel's source is from it (picture px): background that moved at all
-            # -- with the head or the face -- is taken from the plate
-            distance = (fields[:, 4:6] + shift / to_s).norm(dim=1, keepdim=True)
-            moved = _smoothstep(distance / PLATE_AFTER_PX)
-            layer = F.grid_sample(self._layer, texture_grid, mode="bilinear", padding_mode="border",
-                                  align_corners=True)  # (1, 4, h, w): colour 0..255, matte
-            colour, alpha = layer[:, :3], layer[:, 3:]
-            if fill_delta is not None:
-                colour = colour + sample_s(fill_delta[i:i + 1])
-            if shot_parts:
-                colour = self.shots.paste(colour, shot_parts, grid_s, frame=i)
-            if refine_delta is not None:
-                colour = colour + sample_s(refine_delta[i:i + 1])
-            colour = torch.lerp(colour, self._plate[..., r0:r1, c0:c1], (1.0 - alpha) * moved)
-            if self.scale < 1.0:  # back to picture resolution, the unchanged pixels untouched
-                changed = (distance * 4.0).clamp(0.0, 1.0)
-                for delta in (fill_delta, refine_delta):
-                    if delta is not None:
-                        changed = torch.maximum(changed, sample_s(delta[i:i + 1]).abs().amax(1, keepdim=True).clamp(0, 1))
-                colour, window = self._to_picture(torch.cat([colour, changed], 1), r0, r1, c0, c1)
-                y0, y1, x0, x1 = window
-                colour = torch.lerp(self._orig[..., y0 - reg.y0:y1 - reg.y0, x0 - reg.x0:x1 - reg.x0],
-                                    colour[:, :3], colour[:, 3:])
-            out.append(colour.clamp_(0.0, 255.0).add_(0.5).to(torch.uint8)[0].permute(1, 2, 0).cpu().numpy())
+            tex_x, tex_y, distance, at_s = self._maps(heads[i], shifts[i], r0, r1, c0, c1)
+            layer = cv2.remap(self._layer, tex_x, tex_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            colour = np.ascontiguousarray(layer[..., :3])
+            box = _fine_box(at_s, active)  # the window rows/columns the corrections reach
+            if box is not None:
+                y0, y1, x0, x1 = box
+                sx, sy = at_s[0][y0:y1, x0:x1], at_s[1][y0:y1, x0:x1]
+                sub = colour[y0:y1, x0:x1].astype(np.float32)
+                if fill_hwc is not None:
+                    sub += _remap(fill_hwc[i], sx, sy)
+                if shot_parts:
+                    sub = self.shots.paste(sub, shot_parts, (sx, sy), frame=i)
+                if refine_hwc is not None:
+                    sub += _remap(refine_hwc[i], sx, sy)
+                colour[y0:y1, x0:x1] = np.clip(sub + 0.5, 0, 255).astype(np.uint8)
+            # background that moved (with the head or the face) is taken from the plate
+            moved = np.clip(distance * np.float32(1.0 / PLATE_AFTER_PX), 0.0, 1.0)
+            background = np.float32(1.0 / 255.0) * (np.float32(255.0) - layer[..., 3])
+            mix = background * (moved * moved * (np.float32(3.0) - np.float32(2.0) * moved))
+            frame = cv2.blendLinear(plate, colour, mix, np.float32(1.0) - mix)
+            if self.scale < 1.0:  # back to picture resolution, the pixels that did not change untouched
+                changed = np.clip(distance * np.float32(4.0), 0.0, 1.0)
+                if box is not None:
+                    changed[y0:y1, x0:x1] = 1.0
+                frame, window = self._to_picture(frame, changed, r0, r1, c0, c1)
+            out.append(frame)
         if self.scale >= 1.0:
             window = (reg.y0 + r0, reg.y0 + r1, reg.x0 + c0, reg.x0 + c1)
         return window, np.stack(out)
 
-    def _coarse_grid(self, r0: int, r1: int, c0: int, c1: int) -> tuple[torch.Tensor, tuple[int, int]]:
-        """Picture px (h', w', 2) of every BODY_STRIDE-th paste pixel of the window, first and last
-        included (so bilinear interpolation with align_corners=True lands on every pixel), and
-        the window's size (h, w)."""
-        h, w = r1 - r0, c1 - c0
-        ys = torch.linspace(r0, r1 - 1, max(2, -(-(h - 1) // BODY_STRIDE) + 1), device=self.device, dtype=self.dtype)
-        xs = torch.linspace(c0, c1 - 1, max(2, -(-(w - 1) // BODY_STRIDE) + 1), device=self.device, dtype=self.dtype)
-        ys = self.region.y0 + (ys + 0.5) / self._fy - 0.5
-        xs = self.region.x0 + (xs + 0.5) / self._fx - 0.5
-        return torch.stack(torch.meshgrid(ys, xs, indexing="ij")[::-1], -1), (h, w)
+    def _maps(self, head: np.ndarray, shift: np.ndarray, r0: int, r1: int, c0: int, c1: int):
+        """For the window's paste pixels, per frame: where to sample the layers (texture px x, y),
+        how far that source is from the pixel (picture px), and the pixel's position in the
+        expression crop at S (x, y) -- all (h, w) float32.
 
-    def _texture_grid(self, points: torch.Tensor) -> torch.Tensor:
-        """Picture px (..., 2) -> grid_sample coordinates of the paste-resolution layers."""
-        reg = self.region
-        ph, pw = reg.patch_size
-        x = ((points[..., 0] - reg.x0 + 0.5) * self._fx - 0.5) * (2.0 / max(pw - 1, 1)) - 1.0
-        y = ((points[..., 1] - reg.y0 + 0.5) * self._fy - 0.5) * (2.0 / max(ph - 1, 1)) - 1.0
-        return torch.stack([x, y], -1)
+        Computed on a grid every `stride` pixels that reaches one cell past the window on each
+        side (so interpolation never extrapolates), then resized up: the body map is smooth and
+        the face warp is already bilinear between its raster points."""
+        k, reg, box, s = self._stride, self.region, self.crop_box, self.size
+        h, w = r1 - r0, c1 - c0
+        # coarse sample c sits at window pixel (c + 0.5) k - 0.5 - k: where cv2.resize puts it
+        nh, nw = int(np.ceil((h - 0.5) / k + 1.5)), int(np.ceil((w - 0.5) / k + 1.5))
+        rows = r0 + (np.arange(nh) + 0.5) * k - 0.5 - k
+        cols = c0 + (np.arange(nw) + 0.5) * k - 0.5 - k
+        ys = reg.y0 + (rows + 0.5) / self._fy - 0.5  # paste px -> picture px
+        xs = reg.x0 + (cols + 0.5) / self._fx - 0.5
+        pixels = np.stack(np.meshgrid(xs, ys), -1).astype(np.float32)  # (nh, nw, 2)
+        body = self.body.inverse(torch.from_numpy(pixels).to(self.device, self.dtype), head[None])[0]
+        body = body.float().cpu().numpy()
+        to_s = s / box.side
+        at_s = ((body - (box.x0, box.y0)) * to_s).astype(np.float32)
+        moved = _remap(shift, at_s[..., 0], at_s[..., 1])  # the face warp's shift there, S px
+        source = body + moved / to_s
+        tex_x = (source[..., 0] - reg.x0 + 0.5) * self._fx - 0.5
+        tex_y = (source[..., 1] - reg.y0 + 0.5) * self._fy - 0.5
+        distance = np.linalg.norm(source - pixels, axis=-1)
+        coarse = np.dstack([tex_x, tex_y, distance, at_s[..., 0], at_s[..., 1]]).astype(np.float32)
+        fine = [cv2.resize(np.ascontiguousarray(coarse[..., c]), (nw * k, nh * k), interpolation=cv2.INTER_LINEAR)
+                [k:k + h, k:k + w] for c in range(5)]
+        return fine[0], fine[1], fine[2], (fine[3], fine[4])
 
     def _window(self, heads: np.ndarray) -> tuple[int, int, int, int]:
         """Paste-px rows/columns (r0, r1, c0, c1) of the region that can change in these frames:
@@ -342,21 +341,22 @@ class FaceRenderer:
         r1 = int(np.clip(np.ceil((hi[1] - reg.y0) * self._fy) + 1, 0, ph))
         return r0, r1, c0, c1
 
-    def _to_picture(self, patch: torch.Tensor, r0: int, r1: int, c0: int, c1: int):
-        """A paste-resolution patch (1, C, r1 - r0, c1 - c0) resampled at the picture pixels it
-        covers: (patch at picture resolution, (y0, y1, x0, x1) picture window)."""
+    def _to_picture(self, patch: np.ndarray, changed: np.ndarray, r0: int, r1: int, c0: int, c1: int):
+        """A paste-resolution patch (r1 - r0, c1 - c0, 3) at the picture pixels it covers, blended
+        over the original where it `changed`: (patch at picture resolution, (y0, y1, x0, x1))."""
         reg = self.region
         x0 = reg.x0 + int(np.floor(c0 / self._fx))
         x1 = min(reg.x1, reg.x0 + int(np.ceil(c1 / self._fx)))
         y0 = reg.y0 + int(np.floor(r0 / self._fy))
         y1 = min(reg.y1, reg.y0 + int(np.ceil(r1 / self._fy)))
-        xs = torch.arange(x0, x1, device=self.device, dtype=self.dtype)
-        ys = torch.arange(y0, y1, device=self.device, dtype=self.dtype)
-        gx = ((xs - reg.x0 + 0.5) * self._fx - 0.5 - c0) * (2.0 / max(c1 - c0 - 1, 1)) - 1.0
-        gy = ((ys - reg.y0 + 0.5) * self._fy - 0.5 - r0) * (2.0 / max(r1 - r0 - 1, 1)) - 1.0
-        grid = torch.stack(torch.meshgrid(gy, gx, indexing="ij")[::-1], -1)[None]
-        up = F.grid_sample(patch, grid, mode="bilinear", padding_mode="border", align_corners=True)
-        return up, (y0, y1, x0, x1)
+        xs = ((np.arange(x0, x1) - reg.x0 + 0.5) * self._fx - 0.5 - c0).astype(np.float32)
+        ys = ((np.arange(y0, y1) - reg.y0 + 0.5) * self._fy - 0.5 - r0).astype(np.float32)
+        map_x, map_y = np.broadcast_to(xs[None, :], (len(ys), len(xs))), np.broadcast_to(ys[:, None], (len(ys), len(xs)))
+        map_x, map_y = np.ascontiguousarray(map_x), np.ascontiguousarray(map_y)
+        up = cv2.remap(patch, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        weight = cv2.remap(changed, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        original = self._orig[y0 - reg.y0:y1 - reg.y0, x0 - reg.x0:x1 - reg.x0]
+        return cv2.blendLinear(up, original, weight, np.float32(1.0) - weight), (y0, y1, x0, x1)
 
     def render(self, target_points: np.ndarray, target_pupils: np.ndarray | None = None, *,
                head: np.ndarray | None = None, refine: RefineFn | None = None) -> np.ndarray:
@@ -376,10 +376,41 @@ def _clipped_region(box: tuple[float, float, float, float], shape: tuple[int, in
     return PasteRegion(x0, y0, x1, y1, scale)
 
 
+def _remap(field: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """`field` (S, S, C) float32 sampled at (x, y) (h, w) px, zero outside: (h, w, C)."""
+    out = cv2.remap(field, np.ascontiguousarray(x, np.float32), np.ascontiguousarray(y, np.float32),
+                    cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return out.reshape(*x.shape, field.shape[-1])
+
+
+def _support(fill: torch.Tensor | None, refine: torch.Tensor | None, shots: list) -> tuple[float, float, float, float] | None:
+    """(x0, y0, x1, y1) S px bounding where the corrections at S are non-zero, or None."""
+    masks = [d.abs().amax(dim=(0, 1)) > 0 for d in (fill, refine) if d is not None]
+    masks += [part.alpha.amax(dim=(0, 1)) > 0 for part in shots]
+    if not masks:
+        return None
+    active = torch.stack(masks).any(dim=0)
+    rows = torch.nonzero(active.any(dim=1)).flatten()
+    cols = torch.nonzero(active.any(dim=0)).flatten()
+    if rows.numel() == 0:
+        return None
+    return float(cols[0]) - 1.0, float(rows[0]) - 1.0, float(cols[-1]) + 1.0, float(rows[-1]) + 1.0
+
+
+def _fine_box(at_s: tuple[np.ndarray, np.ndarray], active) -> tuple[int, int, int, int] | None:
+    """The window rows/columns (y0, y1, x0, x1) whose expression-crop position falls in `active`."""
+    if active is None:
+        return None
+    x, y = at_s
+    inside = (x >= active[0]) & (x <= active[2]) & (y >= active[1]) & (y <= active[3])
+    rows, cols = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
+    if rows.size == 0:
+        return None
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
 def _resized(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """`image` at (width, height), area-filtered when it shrinks."""
-    import cv2
-
     if (image.shape[1], image.shape[0]) == tuple(size):
         return np.ascontiguousarray(image)
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA)

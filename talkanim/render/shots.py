@@ -93,7 +93,7 @@ class ShotSources:
         self._warps: list[PiecewiseAffineWarp] = []
         self._rgba: list[torch.Tensor] = []  # (1, 4, S, S): colour-matched crop + face mask
         self._mouths: list[MouthFiller | None] = []
-        self._textures: list[torch.Tensor] = []  # (1, 3, P, P) 0..255: colour-matched crop at paste size
+        self._textures: list[np.ndarray] = []  # (P, P, 3) uint8: colour-matched crop at paste size
         for image, face in shots:
             box = face_crop_box(face.points, crop_scale)
             crop = crop_image(image, box, size)
@@ -103,7 +103,7 @@ class ShotSources:
             gain, offset = colour_transfer(crop, mask, portrait_crop, portrait_mask)
             crop = _apply(crop, gain, offset)
             big = crop if self.paste_size == size else _apply(crop_image(image, box, self.paste_size), gain, offset)
-            self._textures.append(to_tensor(big, device, dtype) * 255.0)
+            self._textures.append(np.ascontiguousarray(big))
             moving = moving_vertices(points[None], pupils[None])[0]
             self._warps.append(PiecewiseAffineWarp(moving, anchors, size, fence=fence, device=device, dtype=dtype))
             alpha = torch.from_numpy(mask).to(device, dtype)[None, None]
@@ -143,28 +143,32 @@ class ShotSources:
             parts.append(WarpedShot(k, idx, w, smap, alpha, fill))
         return out, parts
 
-    def paste(self, hi: torch.Tensor, parts: list[WarpedShot], grid: torch.Tensor, frame: int) -> torch.Tensor:
-        """Blend the shots warped for batch row `frame` into `hi` (1, 3, h, w) 0..255, that
-        frame's portrait layer at paste resolution; `grid` (1, h, w, 2): each pixel's normalized
-        position in the expression crop at S (zeros outside it). Each shot's pixels are sampled
-        from its paste-size crop through the upsampled map."""
+    def paste(self, colour: np.ndarray, parts: list[WarpedShot], at_s: tuple[np.ndarray, np.ndarray],
+              frame: int) -> np.ndarray:
+        """Blend the shots warped for batch row `frame` into `colour` (h, w, 3) float32 0..255,
+        that frame's portrait layer at paste resolution; `at_s` (x, y), each (h, w) float32: every
+        pixel's position in the expression crop at S. Each shot's pixels are sampled from its
+        paste-size crop through the upsampled map."""
         s, p = self.size, self.paste_size
-        out = hi
+        x, y = at_s
+        base = colour.copy()
         for part in parts:
             rows = torch.nonzero(part.rows == frame).flatten()
             if rows.numel() == 0:
                 continue
             j = int(rows[0])
-            def up(x: torch.Tensor, padding: str = "zeros") -> torch.Tensor:
-                return F.grid_sample(x[j:j + 1], grid, mode="bilinear", padding_mode=padding, align_corners=True)
+            def up(field: torch.Tensor, border: int = cv2.BORDER_CONSTANT) -> np.ndarray:  # (C, S, S) -> (h, w, C)
+                hwc = np.ascontiguousarray(field[j].permute(1, 2, 0).float().cpu().numpy())
+                out = cv2.remap(hwc, x, y, cv2.INTER_LINEAR, borderMode=border, borderValue=0)
+                return out.reshape(*x.shape, -1)
 
-            coords = up(part.sample_map.permute(0, 3, 1, 2), "border").permute(0, 2, 3, 1)  # shot px at S
-            # px at S -> px at P (pixel centres scale about the crop's corner) -> normalized at P
-            tex_grid = ((coords + 0.5) * (p / s) - 0.5) * (2.0 / (p - 1)) - 1.0
-            shot = F.grid_sample(self._textures[part.shot], tex_grid, mode="bilinear",
-                                 padding_mode="border", align_corners=True)
+            coords = up(part.sample_map.permute(0, 3, 1, 2), cv2.BORDER_REPLICATE)  # shot px at S
+            # px at S -> px at P (pixel centres scale about the crop's corner)
+            tex = ((coords + 0.5) * (p / s) - 0.5).astype(np.float32)
+            shot = cv2.remap(self._textures[part.shot], tex[..., 0], tex[..., 1], cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
             if part.fill is not None:
-                shot = shot + up(part.fill) * 255.0
+                shot += up(part.fill) * 255.0
             # against the portrait's pixels, so cross-faded shots add up to their weights
-            out = out + part.weight[j:j + 1] * up(part.alpha) * (shot - hi)
-        return out
+            colour += float(part.weight[j]) * up(part.alpha) * (shot - base)
+        return colour
