@@ -12,9 +12,10 @@ touches them (a head cut by the frame cannot show what lies beyond it). The rend
 inverse -- which portrait point lands on output pixel x -- found by the fixed-point iteration
 p <- x - w(p) (H p - p), a contraction where w varies slowly.
 
-G is a bijection (no fold, no tear) while |grad w| |H p - p| < 1 everywhere, so each frame's
-bands are lengthened until that product stays under MAX_SLOPE: a fast head movement bends a
-longer stretch of neck instead of folding it. Pure torch, batched, device- and dtype-agnostic.
+G is a bijection (no fold, no tear) while it squeezes no area to nothing. The motion people
+make while talking stays far from that; for the rest (a person who fills the picture, a head
+that flies off) `limit` takes the pose back towards rest until the map keeps MIN_STRETCH of
+every area. Pure torch, batched, device- and dtype-agnostic.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import torch
 # Neck: the weight starts falling NECK_START eye-to-chin distances below the chin and reaches 0
 # NECK_BAND of them further down, where a neck meets the shoulders.
 NECK_START = 0.2
-NECK_BAND = 0.7
+NECK_BAND = 1.0
 # Sides, in jaw widths from the face's vertical axis: full weight within SIDE_START (a wide
 # hair-do), none past SIDE_START + SIDE_BAND.
 SIDE_START = 1.5
@@ -35,8 +36,10 @@ SIDE_BAND = 1.0
 # Edges of the picture the person touches: the weight rises from 0 over this fraction of the
 # picture's shorter side.
 EDGE_BAND = 0.12
-MAX_SLOPE = 0.6  # largest |grad w| x displacement allowed (1 would fold); smoothstep's slope peaks at 1.5
-ITERATIONS = 4  # fixed-point steps of the inverse (each shrinks the error by MAX_SLOPE or better)
+MIN_STRETCH = 0.3  # the body map may squeeze an area to this fraction, no further (0 would fold)
+CHECK_GRID = 48  # points per side of the grid the fold check runs on
+LIMIT_STEPS = 8  # bisection steps when a head pose has to be taken back
+ITERATIONS = 5  # fixed-point steps of the inverse
 
 
 @dataclass(frozen=True)
@@ -83,12 +86,18 @@ class BodyWarp:
         self._down = as_tensor(frame.down)
         self._right = as_tensor([-frame.down[1], frame.down[0]])
 
-    def support_box(self) -> tuple[float, float, float, float]:
-        """(x0, y0, x1, y1) picture px bounding where w can be above 0 (at the shortest bands)."""
+    def bands(self) -> np.ndarray:
+        """The neck, side and edge bands (3,), px."""
         f = self.frame
+        return np.array([NECK_BAND * f.height, SIDE_BAND * f.width, EDGE_BAND * min(self.size)])
+
+    def support_box(self) -> tuple[float, float, float, float]:
+        """(x0, y0, x1, y1) picture px bounding where w can be above 0."""
+        f = self.frame
+        neck, side_band, _ = self.bands()
         right = np.array([-f.down[1], f.down[0]])
-        side = (SIDE_START + SIDE_BAND) * f.width
-        bottom = f.chin + (NECK_START + NECK_BAND) * f.height * f.down
+        side = SIDE_START * f.width + side_band
+        bottom = f.chin + (NECK_START * f.height + neck) * f.down
         far_up = f.chin - 4.0 * max(self.size) * f.down  # everything above the chin, clipped below
         corners = np.stack([bottom + side * right, bottom - side * right, far_up + side * right, far_up - side * right])
         w, h = self.size
@@ -96,27 +105,13 @@ class BodyWarp:
         x1, y1 = np.clip(corners.max(axis=0), 0, [w, h])
         return float(x0), float(y0), float(x1), float(y1)
 
-    def bands(self, heads: np.ndarray) -> np.ndarray:
-        """Per frame (B, 3): the neck, side and edge bands in px, each at least its default and
-        long enough for that frame's displacement not to fold the map."""
+    def weight(self, points: torch.Tensor) -> torch.Tensor:
+        """w at picture points (..., 2): (...)."""
         f = self.frame
-        heads = np.asarray(heads, np.float64).reshape(-1, 3, 3)
-        x0, y0, x1, y1 = self.support_box()
-        corners = np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]])
-        # the displacement H p - p is affine in p: over a box it peaks at a corner
-        moved = np.einsum("nij,kj->nki", heads[:, :2, :2], corners) + heads[:, None, :2, 2]
-        needed = 1.5 * np.linalg.norm(moved - corners, axis=-1).max(axis=1) / MAX_SLOPE
-        defaults = np.array([NECK_BAND * f.height, SIDE_BAND * f.width, EDGE_BAND * min(self.size)])
-        return np.maximum(defaults[None], needed[:, None])
-
-    def weight(self, points: torch.Tensor, bands: torch.Tensor) -> torch.Tensor:
-        """w at picture points (B, ..., 2) with per-frame bands (B, 3): (B, ...)."""
-        f = self.frame
-        shape = (-1,) + (1,) * (points.dim() - 2)
-        neck_band, side_band, edge_band = (bands[:, i].view(shape) for i in range(3))
-        rel = points - self._chin
-        along = rel @ self._down - NECK_START * f.height
-        across = (rel @ self._right).abs() - SIDE_START * f.width
+        neck_band, side_band, edge_band = self.bands().tolist()
+        rel = points - self._chin.to(points.dtype)
+        along = rel @ self._down.to(points.dtype) - NECK_START * f.height
+        across = (rel @ self._right.to(points.dtype)).abs() - SIDE_START * f.width
         w = (1.0 - _smoothstep(along / neck_band)) * (1.0 - _smoothstep(across / side_band))
         width, height = self.size
         x, y = points[..., 0], points[..., 1]
@@ -125,15 +120,11 @@ class BodyWarp:
             w = w * _smoothstep(distance / edge_band)
         return w
 
-    def _pose(self, heads: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
-        heads = np.asarray(heads, np.float64).reshape(-1, 3, 3)
-        return heads, torch.tensor(self.bands(heads), device=self.device, dtype=self.dtype)
-
     def _apply(self, heads: np.ndarray, points: torch.Tensor, minus_identity: bool = False) -> torch.Tensor:
         """H p (or H p - p) for points (B, ..., 2), written out per coefficient: batched 2x2
         matrix products of torch are slow on the CPU."""
         shape = (-1,) + (1,) * (points.dim() - 2)
-        coef = lambda v: torch.tensor(v, device=self.device, dtype=self.dtype).view(shape)  # noqa: E731
+        coef = lambda v: torch.tensor(v, device=points.device, dtype=points.dtype).view(shape)  # noqa: E731
         a, b, c = heads[:, 0, 0] - minus_identity, heads[:, 0, 1], heads[:, 0, 2]
         d, e, f = heads[:, 1, 0], heads[:, 1, 1] - minus_identity, heads[:, 1, 2]
         x, y = points[..., 0], points[..., 1]
@@ -142,17 +133,49 @@ class BodyWarp:
     def inverse(self, pixels: torch.Tensor, heads: np.ndarray) -> torch.Tensor:
         """Portrait points p with G(p) = pixels. `pixels` (B, h, w, 2) or (h, w, 2) picture px,
         `heads` (B, 3, 3) portrait -> output similarities. Returns (B, h, w, 2)."""
-        heads, bands = self._pose(heads)
+        heads = np.asarray(heads, np.float64).reshape(-1, 3, 3)
         if pixels.dim() == 3:
             pixels = pixels.expand(len(heads), *pixels.shape)
         # start from the rigid inverse, blended in by its weight: exact on the head
         rigid = self._apply(np.linalg.inv(heads), pixels)
-        p = pixels + self.weight(rigid, bands).unsqueeze(-1) * (rigid - pixels)
+        p = pixels + self.weight(rigid).unsqueeze(-1) * (rigid - pixels)
         for _ in range(ITERATIONS):
-            p = pixels - self.weight(p, bands).unsqueeze(-1) * self._apply(heads, p, minus_identity=True)
+            p = pixels - self.weight(p).unsqueeze(-1) * self._apply(heads, p, minus_identity=True)
         return p
 
     def forward(self, points: torch.Tensor, heads: np.ndarray) -> torch.Tensor:
         """G(p) for portrait points (B, ..., 2): where each lands in the output."""
-        heads, bands = self._pose(heads)
-        return points + self.weight(points, bands).unsqueeze(-1) * self._apply(heads, points, minus_identity=True)
+        heads = np.asarray(heads, np.float64).reshape(-1, 3, 3)
+        return points + self.weight(points).unsqueeze(-1) * self._apply(heads, points, minus_identity=True)
+
+    def limit(self, heads: np.ndarray) -> np.ndarray:
+        """The head poses (B, 3, 3), each taken only as far towards its pose as the body map
+        stays unfolded (it keeps MIN_STRETCH of every area on a grid over the region it
+        moves): all the way for the motion people make, less for a person who fills the
+        picture or a head that flies off. H' = I + t (H - I) scales every displacement by t."""
+        heads = np.asarray(heads, np.float64).reshape(-1, 3, 3)
+        out = heads.copy()
+        for i, head in enumerate(heads):
+            if self._min_stretch(head) > MIN_STRETCH:
+                continue
+            lo, hi = 0.0, 1.0
+            for _ in range(LIMIT_STEPS):
+                mid = (lo + hi) / 2.0
+                if self._min_stretch(np.eye(3) + mid * (head - np.eye(3))) > MIN_STRETCH:
+                    lo = mid
+                else:
+                    hi = mid
+            out[i] = np.eye(3) + lo * (head - np.eye(3))
+        return out
+
+    def _min_stretch(self, head: np.ndarray) -> float:
+        """The smallest Jacobian determinant of G on a grid over the support box."""
+        x0, y0, x1, y1 = self.support_box()
+        xs = torch.linspace(x0, x1, CHECK_GRID, dtype=torch.float64)
+        ys = torch.linspace(y0, y1, CHECK_GRID, dtype=torch.float64)
+        grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij")[::-1], -1)
+        moved = self.forward(grid[None], head[None])[0]
+        dx = (moved[:, 1:] - moved[:, :-1]) / max(float(xs[1] - xs[0]), 1e-9)
+        dy = (moved[1:] - moved[:-1]) / max(float(ys[1] - ys[0]), 1e-9)
+        det = dx[:-1, :, 0] * dy[:, :-1, 1] - dx[:-1, :, 1] * dy[:, :-1, 0]
+        return float(det.min())

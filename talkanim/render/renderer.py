@@ -227,6 +227,7 @@ class FaceRenderer:
         if len(heads) != len(targets):
             raise InputError(f"{len(heads)} head poses for {len(targets)} targets")
         t_crop, p_crop = self.expression_crop(targets, pupils, heads)
+        heads = self.body.limit(heads)  # a head that would fold the neck or an edge moves less
         target_moving = moving_vertices(t_crop, p_crop, self._forehead)
         smap = self.warp.sample_map(target_moving)  # (B, S, S, 2)
         b = smap.shape[0]

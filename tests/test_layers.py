@@ -1,0 +1,193 @@
+"""The layered renderer over the whole frame: the head moves as one body, nothing tears or folds,
+the background stays still and what the head uncovers comes from the plate.
+
+The map tests render a picture whose pixels encode their own coordinates (red = x, green = y)
+with the astronaut's face geometry (no mouth fill, which paints): each output pixel then says which portrait point it shows,
+so tears (jumps) and folds (turned-over neighbourhoods) can be read off the output directly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from talkanim.config import RenderConfig
+from talkanim.landmarks.types import Face
+from talkanim.motion import apply_transform
+from talkanim.render import FaceRenderer
+from talkanim.render.plate import landmark_matte
+
+
+def _coordinate_picture(height: int, width: int) -> np.ndarray:
+    """Red = x, green = y (both scaled to 0..255), blue constant: bilinear sampling keeps it exact."""
+    xs = np.linspace(0, 255, width)[None, :].repeat(height, 0)
+    ys = np.linspace(0, 255, height)[:, None].repeat(width, 1)
+    return np.round(np.dstack([xs, ys, np.full_like(xs, 128)])).astype(np.uint8)
+
+
+def _decoded(frame: np.ndarray) -> np.ndarray:
+    """The portrait point (x, y) each output pixel shows, in portrait px."""
+    h, w = frame.shape[:2]
+    return np.dstack([frame[..., 0] * (w - 1) / 255.0, frame[..., 1] * (h - 1) / 255.0])
+
+
+def _head_pose(face: Face, angle_deg: float, shift: tuple[float, float], scale: float) -> np.ndarray:
+    """A similarity turning the head about its nose, moving and scaling it."""
+    centre = face.points[27:36].mean(axis=0)
+    a = np.radians(angle_deg)
+    rot = scale * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    out = np.eye(3)
+    out[:2, :2] = rot
+    out[:2, 2] = centre + np.asarray(shift) - rot @ centre
+    return out
+
+
+POSES = [(12.0, (0.0, 0.0), 1.0), (-12.0, (0.0, 0.0), 1.0), (0.0, (20.0, -10.0), 1.0), (6.0, (-12.0, 8.0), 1.08)]
+
+
+def _targets(face: Face, heads: np.ndarray, jaw_drop: float) -> np.ndarray:
+    """The face under each head pose, its jaw dropped by `jaw_drop` px (in the portrait's pose)."""
+    expression = face.points.astype(np.float64).copy()
+    expression[[55, 56, 57, 58, 59, 65, 66, 67]] += (0.0, jaw_drop)
+    expression[4:13] += (0.0, 0.8 * jaw_drop)
+    return np.stack([apply_transform(h, expression) for h in heads]).astype(np.float32)
+
+
+def _max_jump_and_folds(frame: np.ndarray, step: int = 4) -> tuple[float, int]:
+    """Largest jump in decoded position between neighbouring output pixels, and how many
+    `step`-pixel cells are turned over. The 8-bit coding moves in steps of two pixels, which
+    alone makes single-pixel differences read as folds; over 4-pixel cells its noise stays
+    within +-0.3 of a determinant of 1 (measured), and a real fold reads -1 or below."""
+    p = _decoded(frame)
+    jump = max(np.abs(p[:, 1:] - p[:, :-1]).max(), np.abs(p[1:] - p[:-1]).max())
+    dx, dy = p[:, step:] - p[:, :-step], p[step:] - p[:-step]
+    det = (dx[:-step, :, 0] * dy[:, :-step, 1] - dx[:-step, :, 1] * dy[:, :-step, 0]) / step ** 2
+    return float(jump), int((det < -0.5).sum())
+
+
+def test_no_tears_or_folds_anywhere_in_the_frame(astronaut, astronaut_face):
+    """Strong head poses with the jaw dropped, the whole picture taken as the person (so every
+    edge is pinned and the neck, sides and edges all bend): every output pixel shows a portrait
+    point next to its neighbours' (no tear) and no neighbourhood turns over (no fold)."""
+    h, w = astronaut.shape[:2]
+    picture = _coordinate_picture(h, w)
+    renderer = FaceRenderer(picture, astronaut_face, RenderConfig(mouth_fill=False), matte=np.ones((h, w), np.float32))
+    heads = np.stack([_head_pose(astronaut_face, *pose) for pose in POSES])
+    frames = renderer.render_batch(_targets(astronaut_face, heads, 12.0), heads=heads)
+    for pose, frame in zip(POSES, frames):
+        jump, folds = _max_jump_and_folds(frame.astype(np.float64))
+        print(f"pose {pose}: largest jump {jump:.2f} px, folded cells {folds}")
+        # a smooth map moves neighbours by about its local stretch plus the coding's 2 px steps
+        # (measured <= 4.0 px); a tear jumps by tens of pixels (166 px when the layers once
+        # stopped short of a lengthened neck band)
+        assert jump < 4.5, pose
+        assert folds == 0, pose
+
+
+def test_the_head_moves_as_one_body(astronaut, astronaut_face):
+    """Hair and head outline land exactly where the head's similarity puts them."""
+    h, w = astronaut.shape[:2]
+    picture = _coordinate_picture(h, w)
+    matte = landmark_matte(astronaut.shape, astronaut_face.points)
+    renderer = FaceRenderer(picture, astronaut_face, RenderConfig(mouth_fill=False), matte=matte)
+    heads = np.stack([_head_pose(astronaut_face, *pose) for pose in POSES])
+    frames = renderer.render_batch(_targets(astronaut_face, heads, 12.0), heads=heads)
+    pts = astronaut_face.points
+    probes = np.array([[pts[17:27, 0].mean(), pts[17:27, 1].min() - 30.0],  # hair above the brows
+                       [pts[0, 0] - 12.0, pts[0, 1]], [pts[16, 0] + 12.0, pts[16, 1]]])  # beside the temples
+    for pose, head, frame in zip(POSES, heads, frames):
+        for probe in probes:
+            x, y = np.round(apply_transform(head, probe)).astype(int)
+            shown = _decoded(frame.astype(np.float64))[y, x]
+            # within the coding's steps (2 px) and rounding to the pixel grid
+            assert np.linalg.norm(shown - probe) < 3.0, (pose, probe, shown)
+
+
+def test_background_stays_still_and_the_uncovered_part_comes_from_the_plate(astronaut, astronaut_face):
+    """With a matte, the background far from the person is the portrait's, pixel for pixel, in
+    every frame; where the head moves away, the plate shows -- not the head, not a smear."""
+    h, w = astronaut.shape[:2]
+    matte = landmark_matte(astronaut.shape, astronaut_face.points)
+    renderer = FaceRenderer(astronaut, astronaut_face, RenderConfig(), matte=matte)
+    heads = np.stack([_head_pose(astronaut_face, 0.0, (45.0, 0.0), 1.0)])  # the head moves right
+    frame = renderer.render_batch(_targets(astronaut_face, heads, 0.0), heads=heads)[0].astype(int)
+    far = renderer.matte < 0.01
+    far[int(renderer.body.frame.chin[1]):] = False  # the torso below the neck is static anyway
+    yy, xx = np.mgrid[0:h, 0:w]
+    far &= np.hypot(xx - astronaut_face.points[:, 0].mean(), yy - astronaut_face.points[:, 1].mean()) > 1.6 * astronaut_face.size
+    assert far.sum() > 2000
+    assert np.array_equal(frame[far], astronaut[far].astype(int))
+    # just inside the head's old left outline, at the eyes: uncovered by the move, so it shows
+    # the plate (the background continued), not the head, not a smear of it
+    row = int(astronaut_face.points[36:48, 1].mean())
+    left = int(np.flatnonzero(renderer.matte[row] > 0.95)[0])
+    uncovered = (slice(row - 5, row + 5), slice(left + 3, left + 20))
+    plate_diff = np.abs(frame[uncovered] - renderer.plate[uncovered].astype(int)).mean()
+    head_diff = np.abs(frame[uncovered] - astronaut[uncovered].astype(int)).mean()
+    print(f"uncovered strip: {plate_diff:.1f} from the plate, {head_diff:.1f} from the portrait")
+    assert plate_diff < 3.0 and head_diff > 10.0
+
+
+def _cropped(astronaut, astronaut_face, x0: int, y0: int, x1: int, y1: int):
+    x0, y0 = max(x0, 0), max(y0, 0)
+    face = Face(points=astronaut_face.points - (x0, y0), box=astronaut_face.box,
+                pupils=astronaut_face.pupils - (x0, y0))
+    return np.ascontiguousarray(astronaut[y0:y1, x0:x1]), face
+
+
+def test_a_face_that_fills_the_frame_stays_pinned_to_it(astronaut, astronaut_face):
+    """A close crop, the person everywhere (no background to fill): the motion fades out towards
+    every edge, which keep the portrait's own pixels, and nothing tears or folds in between."""
+    pts = astronaut_face.points
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    crop, face = _cropped(astronaut, astronaut_face, *(lo - 0.15 * (hi - lo)).astype(int), *(hi + 0.15 * (hi - lo)).astype(int))
+    h, w = crop.shape[:2]
+    picture = _coordinate_picture(h, w)
+    renderer = FaceRenderer(picture, face, RenderConfig(mouth_fill=False), matte=np.ones((h, w), np.float32))
+    assert set(renderer.body.pinned_edges) == {"left", "top", "right", "bottom"}
+    heads = np.stack([_head_pose(face, *pose) for pose in POSES])
+    for pose, frame in zip(POSES, renderer.render_batch(_targets(face, heads, 8.0), heads=heads)):
+        shown, true = _decoded(frame.astype(np.float64)), _decoded(picture.astype(np.float64))
+        # the edges show (nearly) their own pixels: the head's motion is faded out there; only the
+        # face warp's stretch under a dropped jaw reaches them here (measured <= 1.9 px)
+        for edge in (np.s_[0], np.s_[-1], np.s_[:, 0], np.s_[:, -1]):
+            assert np.abs(shown[edge] - true[edge]).max() < 2.5, pose
+        jump, folds = _max_jump_and_folds(frame.astype(np.float64))
+        assert jump < 4.5 and folds == 0, (pose, jump, folds)
+
+
+def test_a_head_cut_by_the_top_edge_keeps_its_top_row(astronaut, astronaut_face):
+    """Hair running out of the top of the picture: what lies beyond the edge is unknown, so the
+    top row stays the portrait's (no smear pulled in, no gap) while the face moves below."""
+    pts = astronaut_face.points
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    crop, face = _cropped(astronaut, astronaut_face, int(lo[0] - 0.8 * (hi - lo)[0]), int(lo[1] - 0.3 * (hi - lo)[1]),
+                          int(hi[0] + 0.8 * (hi - lo)[0]), astronaut.shape[0])
+    matte = landmark_matte(crop.shape, face.points)
+    head = matte[: int(face.points[:, 1].min())].max(axis=0) > 0.5  # the head's columns above the brows
+    matte[: int(face.points[:, 1].min()), head] = 1.0  # the hair runs on out of the picture
+    renderer = FaceRenderer(crop, face, RenderConfig(), matte=matte)
+    assert "top" in renderer.body.pinned_edges
+    heads = np.stack([_head_pose(face, *pose) for pose in POSES])
+    frames = renderer.render_batch(_targets(face, heads, 8.0), heads=heads)
+    for pose, frame in zip(POSES, frames):
+        assert np.abs(frame[0].astype(int) - crop[0].astype(int)).max() <= 1, pose
+        # and the face itself did move
+        assert np.abs(frame.astype(int) - crop.astype(int)).mean() > 1.0, pose
+
+
+def test_a_head_that_would_fold_the_neck_moves_less(astronaut, astronaut_face):
+    """A pose past what a neck can bend (the head thrown 60 px sideways and turned 25 degrees) is
+    taken back towards rest until the body map keeps a third of every area; poses people make
+    while talking pass unchanged."""
+    from talkanim.render.body import MIN_STRETCH
+
+    renderer = FaceRenderer(astronaut, astronaut_face, RenderConfig(), matte=landmark_matte(astronaut.shape, astronaut_face.points))
+    body = renderer.body
+    wild = _head_pose(astronaut_face, 25.0, (60.0, 0.0), 1.0)
+    assert body._min_stretch(wild) < 0  # as asked, it would fold
+    limited = body.limit(wild[None])[0]
+    assert MIN_STRETCH < body._min_stretch(limited)
+    assert 0.0 < np.abs(limited - np.eye(3)).max() < np.abs(wild - np.eye(3)).max()  # towards rest, not all the way
+    talking = np.stack([_head_pose(astronaut_face, *pose) for pose in POSES])
+    assert np.allclose(body.limit(talking), talking)
