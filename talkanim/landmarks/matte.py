@@ -89,7 +89,8 @@ class PersonMatter:
             image = cv2.GaussianBlur(image, (0, 0), sigma)
         crop = cv2.warpAffine(image, matrix, (INPUT, INPUT), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                               borderMode=cv2.BORDER_REPLICATE)
-        x = torch.from_numpy(crop).to(self.device).permute(2, 0, 1)[None].float().div_(255.0)
+        # scaled in numpy: NHWC seen as NCHW is channels_last, no copy (as in the mesh backend)
+        x = torch.from_numpy(crop.astype(np.float32) * np.float32(1 / 255))[None].permute(0, 3, 1, 2).to(self.device)
         with torch.inference_mode(), torch_threads(self.threads):
             (prob,) = self._net(x)
         return prob[0, :, :, 0].float().cpu().numpy()

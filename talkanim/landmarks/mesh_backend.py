@@ -74,16 +74,18 @@ class MeshDetector:
         self._boxes = DlibDetector(detect_max_side=detect_max_side, log=log)
         self.detect_max_side = int(detect_max_side)
         self._log = log
-        # channels_last is the faster layout for these small convolutions on the CPU
-        self._memory_format = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
         self._mesh_net = load_shipped("face_landmark").to(self.device)
         self._iris_net = load_shipped("iris_landmark").to(self.device)
 
     # -- networks --------------------------------------------------------------------------
     def _tensor(self, crops: np.ndarray) -> torch.Tensor:
-        """(B, n, n, 3) uint8 crops -> (B, 3, n, n) float in [0, 1] on the device."""
-        x = torch.from_numpy(crops).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
-        return x.contiguous(memory_format=self._memory_format)
+        """(B, n, n, 3) uint8 crops -> (B, 3, n, n) float in [0, 1] on the device. Scaled in
+        numpy: the NHWC array seen as NCHW is already channels_last, so nothing is copied on
+        the CPU (torch's own element-wise ops here ran on 2 busy threads and took 16 ms)."""
+        x = torch.from_numpy(crops.astype(np.float32) * np.float32(1 / 255)).permute(0, 3, 1, 2)
+        if self.device.type != "cpu":
+            x = x.to(self.device).contiguous()
+        return x
 
     def _mesh(self, image: np.ndarray, roi: Roi) -> tuple[np.ndarray, float]:
         """(468, 3) float64 mesh in image pixels and the face-presence probability in `roi`."""

@@ -118,7 +118,11 @@ class TFGraph(torch.nn.Module):
         return ("buf", self._param(step, name, c))
 
     # -- op builders: each returns (fn(env) -> tensor, [input ids]) ------------------------
+    # The op functions read constants from `self._buffers` (captured as `buf`): Module.to()
+    # replaces the tensors inside that same dict, and a dict lookup costs far less per op than
+    # Module.__getattr__.
     def _conv_like(self, step, inputs, opts, depthwise: bool):
+        buf = self._buffers
         w = self._const(inputs[1])
         if w is None:
             raise WeightsError(f"{self.source}: op {step} has non-constant weights")
@@ -152,8 +156,7 @@ class TFGraph(torch.nn.Module):
                     x, pad = F.pad(x, (pw[0], pw[1], ph[0], ph[1])), (0, 0)
             else:
                 pad = (0, 0)
-            y = F.conv2d(x, getattr(self, wkey), None if bkey is None else getattr(self, bkey),
-                         (sh, sw), pad, (dh, dw), groups)
+            y = F.conv2d(x, buf[wkey], None if bkey is None else buf[bkey], (sh, sw), pad, (dh, dw), groups)
             return y if act is None else act(y)
 
         return fn, [x_id]
@@ -165,6 +168,7 @@ class TFGraph(torch.nn.Module):
         return self._conv_like(step, inputs, opts, depthwise=True)
 
     def _op_convolution2dtransposebias(self, step, inputs, opts, out):
+        buf = self._buffers
         # MediaPipe's custom op: a transposed convolution (weights OHWI) plus a bias. The full
         # transposed output is cropped like TFLite's TRANSPOSE_CONV: SAME keeps in * stride
         # rows, starting at the smaller half of the padding.
@@ -178,7 +182,7 @@ class TFGraph(torch.nn.Module):
 
         def fn(env):
             x = env[x_id]
-            y = F.conv_transpose2d(x, getattr(self, wkey), getattr(self, bkey), (sh, sw))
+            y = F.conv_transpose2d(x, buf[wkey], buf[bkey], (sh, sw))
             if same:
                 oh, ow = x.shape[2] * sh, x.shape[3] * sw
                 th, tw = max(kh - sh, 0), max(kw - sw, 0)  # (in - 1) * s + k - out
@@ -188,6 +192,7 @@ class TFGraph(torch.nn.Module):
         return fn, [x_id]
 
     def _op_prelu(self, step, inputs, opts, out):
+        buf = self._buffers
         alpha = self._const(inputs[1])
         if alpha is None:
             raise WeightsError(f"{self.source}: PRELU with a non-constant alpha")
@@ -195,12 +200,12 @@ class TFGraph(torch.nn.Module):
         x_id = inputs[0]
         if a4.shape[0] == 1 and a4.shape[2] == 1 and a4.shape[3] == 1:
             akey = self._param(step, "alpha", a4.flatten())  # one slope per channel: F.prelu
-            return (lambda env: F.prelu(env[x_id], getattr(self, akey))), [x_id]
+            return (lambda env: F.prelu(env[x_id], buf[akey])), [x_id]
         akey = self._param(step, "alpha", a4)
 
         def fn(env):
             x = env[x_id]
-            return torch.where(x >= 0, x, x * getattr(self, akey))
+            return torch.where(x >= 0, x, x * buf[akey])
 
         return fn, [x_id]
 
@@ -238,11 +243,12 @@ class TFGraph(torch.nn.Module):
         return self._pool(step, inputs, opts, "avg")
 
     def _binary(self, step, inputs, opts, out, combine):
+        buf = self._buffers
         a, b = self._operand(step, inputs[0], "a", out), self._operand(step, inputs[1], "b", out)
         act = _ACTIVATIONS[opts.get("activation", "NONE")]
 
         def get(env, o):
-            return env[o[1]] if o[0] == "act" else getattr(self, o[1])
+            return env[o[1]] if o[0] == "act" else buf[o[1]]
 
         def fn(env):
             y = combine(get(env, a), get(env, b))
