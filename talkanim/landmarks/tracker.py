@@ -250,6 +250,7 @@ def track_frames(
             raise InputError(f"driver frame {i} is {frame.dtype} {frame.shape}, expected uint8 {(height, width, 3)}")
         face = None
         detected = False
+        cand_thumb = None
         if prev is None or (cuts and cuts[-1] == i):  # nothing to follow: a new face or shot
             face = red.first(frame, i)
             detected = face is not None
@@ -258,7 +259,8 @@ def track_frames(
             detected = face is not None
         else:
             cand = _fit(detector, frame, prev)
-            ncc = _ncc(_thumb(frame, _bbox(cand.points)), prev_thumb)
+            cand_thumb = _thumb(frame, _bbox(cand.points))
+            ncc = _ncc(cand_thumb, prev_thumb)
             ok = (_plausible(cand.points, prev.points, (width, height), ref_size) and ncc >= _MIN_NCC
                   and cand.score >= _MIN_PRESENCE)
             due = config.redetect_every > 0 and since_detect >= config.redetect_every
@@ -274,7 +276,8 @@ def track_frames(
         if detected:
             since_detect, ref_size = 0, _diag(_bbox(face.points))
         if face is not None:
-            prev_thumb = _thumb(frame, _bbox(face.points))
+            # the fit's thumbnail is this face's, unless a detection replaced the fit
+            prev_thumb = cand_thumb if not detected and cand_thumb is not None else _thumb(frame, _bbox(face.points))
             faces.append(face)
             # the mesh's pupils are its iris centres; other backends locate them in the image
             pup_out.append(face.pupils if face.mesh is not None else locate_pupils(frame, face.points))
