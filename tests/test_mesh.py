@@ -82,12 +82,12 @@ def test_mesh_stage_reproduces_mediapipe(data_dir, mesh_det):
     pixels (x * width, y * height, z * width). Cropping frame k+1 where MediaPipe would (from
     its frame-k mesh) must give its frame-k+1 mesh: measured 0.02 px median, 0.1 max."""
     from talkanim.io import iter_frames
-    from talkanim.landmarks.mesh_layout import EYE_CONTOUR
+    from talkanim.landmarks.mesh_layout import EYELID
     from talkanim.landmarks.mesh_roi import face_roi_from_mesh
 
     ref = np.load(DATA / "mediapipe_d10_face_mesh.npz")
     frames = list(islice(iter_frames(data_dir / "videos" / "KwaiVGI__LivePortrait" / "d10.mp4"), 3))
-    not_eyes = sorted(set(range(468)) - set(EYE_CONTOUR[0]) - set(EYE_CONTOUR[1]))
+    not_eyes = sorted(set(range(468)) - set(EYELID[0]) - set(EYELID[1]))
     for k in (0, 1):
         mesh, score = mesh_det.mesh_in(frames[k + 1], face_roi_from_mesh(ref["mesh468"][k]))
         assert score > 0.9

@@ -7,9 +7,10 @@ dlib backend. From a face the pipeline is MediaPipe's Iris pipeline:
    (`mesh_roi`), gives the 468-vertex mesh (x, y in image pixels, z in the same scale) and
    a face-presence score;
 2. each eye gets a 64 x 64 crop along its corners (the second eye mirrored: the model knows
-   one eye side), giving 71 refined eye/brow contour points and 5 iris points;
-3. the refined contours replace the mesh's (x, y; the mesh keeps its own z, whose origin the
-   iris model does not share), and each iris takes the mean z of its eyelid.
+   one eye side), giving a refined eyelid outline and 5 iris points;
+3. the refined eyelids replace the mesh's (x, y; the mesh keeps its own z, whose origin the
+   iris model does not share; the iris model's outer rings are not used, see `mesh_layout`),
+   and each iris takes the mean z of its eyelid.
 
 The result is the 478-point layout of `mesh_layout` (MediaPipe's refine_landmarks order);
 the iBUG-68 points are read off it, the pupils are the iris centres. In a video the crop of
@@ -28,7 +29,7 @@ import torch
 
 from ..devices import resolve_device
 from .dlib_backend import DlibDetector, box_from_points
-from .mesh_layout import EYE_CONTOUR, EYE_FLIP, EYELID_POINTS, IRIS, IRIS_ORDER, NUM_MESH, NUM_POINTS, ibug68_from_mesh
+from .mesh_layout import EYE_FLIP, EYELID, IRIS, IRIS_ORDER, NUM_MESH, NUM_POINTS, ibug68_from_mesh
 from .mesh_roi import Roi, eye_rois, face_roi_from_mesh, face_roi_from_points, pixel_centres, project
 from .tfgraph import load_shipped, torch_threads
 from .types import Face
@@ -101,7 +102,7 @@ class MeshDetector:
         return mesh, _sigmoid(float(flag.reshape(-1)[0]))
 
     def _refine_eyes(self, image: np.ndarray, mesh: np.ndarray) -> np.ndarray:
-        """The 478-point layout: `mesh` with both eyes' contours refined and the irises added."""
+        """The 478-point layout: `mesh` with both eyelids refined and the irises added."""
         rois = eye_rois(mesh)
         mats = [roi.matrix(IRIS_INPUT, flip) for roi, flip in zip(rois, EYE_FLIP)]
         # The iris model reads pixel u as covering [u, u+1]: sample each pixel at its centre
@@ -120,11 +121,11 @@ class MeshDetector:
         out = np.empty((NUM_POINTS, 3))
         out[:NUM_MESH] = mesh
         for e, m in enumerate(mats):
-            idx = list(EYE_CONTOUR[e])
-            out[idx, :2] = project(m, contour[e, :, :2])
+            lid = list(EYELID[e])
+            out[lid, :2] = project(m, contour[e, :len(lid), :2])
             a, b = IRIS[e]
             out[a:b, :2] = project(m, iris[e, list(IRIS_ORDER[e]), :2])
-            out[a:b, 2] = mesh[idx[:EYELID_POINTS], 2].mean()
+            out[a:b, 2] = mesh[lid, 2].mean()
         return out
 
     # -- faces -----------------------------------------------------------------------------

@@ -16,11 +16,11 @@ import numpy as np
 
 NUM_MESH = 468
 NUM_POINTS = 478  # 468 mesh + 5 iris points per eye
-IRIS = ((468, 473), (473, 478))  # [start, end) of each eye's iris points, eyes ordered as EYES
+IRIS = ((468, 473), (473, 478))  # [start, end) of each eye's iris points, eyes as EYE_CORNERS
 
 # Eyes in the order of the iBUG-68 layout and Face.pupils: index 0 is the eye on the image's
 # left (iBUG 36-41, mesh corners 33 outer / 133 inner), index 1 the other (42-47, 362 / 263).
-# `corners` are the start -> end of the eye crop's x axis; the iris model was trained on one
+# EYE_CORNERS are the start -> end of each eye crop's x axis; the iris model was trained on one
 # eye side only, so the other eye's crop is mirrored (as MediaPipe's Iris pipeline does).
 EYE_CORNERS = ((33, 133), (362, 263))
 EYE_FLIP = (False, True)
@@ -28,22 +28,17 @@ EYE_FLIP = (False, True)
 # mirrored crop +x is the image's -x, so that eye's edge points 1 and 3 trade places to keep
 # MediaPipe's order (469/474 towards +x of the image, 470/475 up, 471/476 -x, 472/477 down).
 IRIS_ORDER = ((0, 1, 2, 3, 4), (0, 3, 2, 1, 4))
-# Which mesh vertex each of the iris model's 71 eye-contour outputs replaces (the model's
-# output order: lower lid corner to corner, upper lid, then four halos, the last two along the
-# brow). The first 16 are the eyelid itself.
-EYE_CONTOUR = (
-    (33, 7, 163, 144, 145, 153, 154, 155, 133, 246, 161, 160, 159, 158, 157, 173,
-     130, 25, 110, 24, 23, 22, 26, 112, 243, 247, 30, 29, 27, 28, 56, 190,
-     226, 31, 228, 229, 230, 231, 232, 233, 244, 113, 225, 224, 223, 222, 221, 189,
-     35, 124, 46, 53, 52, 65, 143, 111, 117, 118, 119, 120, 121, 128, 245,
-     156, 70, 63, 105, 66, 107, 55, 193),
-    (263, 249, 390, 373, 374, 380, 381, 382, 362, 466, 388, 387, 386, 385, 384, 398,
-     359, 255, 339, 254, 253, 252, 256, 341, 463, 467, 260, 259, 257, 258, 286, 414,
-     446, 261, 448, 449, 450, 451, 452, 453, 464, 342, 445, 444, 443, 442, 441, 413,
-     265, 353, 276, 283, 282, 295, 372, 340, 346, 347, 348, 349, 350, 357, 465,
-     383, 300, 293, 334, 296, 336, 285, 417),
+# The iris model gives 71 eye-region points per eye: first the eyelid outline (lower lid corner
+# to corner, then the upper lid between the corners), then four rings ("halos") out to the brow.
+# MediaPipe's Iris pipeline writes all 71 into the mesh; we write only the 16 lid points, which
+# are where the iris model is better. Against MediaPipe's attention mesh on 4 clips (median px)
+# the iris model's lids were 2.1-2.6 (the face mesh's 2.2-3.6), but its outer rings 3.5-15 (the
+# face mesh's 2.0-4.0): its crop often ends below the brow, so its "brow" ring is not on it.
+# These are the mesh vertices of the 16 lid points, in the model's output order.
+EYELID = (
+    (33, 7, 163, 144, 145, 153, 154, 155, 133, 246, 161, 160, 159, 158, 157, 173),
+    (263, 249, 390, 373, 374, 380, 381, 382, 362, 466, 388, 387, 386, 385, 384, 398),
 )
-EYELID_POINTS = 16  # EYE_CONTOUR[e][:16] is the lid outline of eye e
 # The face crop's rotation follows the line between the outer eye corners. (MediaPipe's
 # published graph names 33 -> 133, but the 0.10.21 wheel turns along 33 -> 263: with that our
 # mesh matches its face mesh to 0.02 px on consecutive video frames, against 1.2 px with 133.)
@@ -55,7 +50,7 @@ FACE_ROI_CORNERS = (33, 263)
 # symmetric): the jaw turned out evenly spaced along the lower face oval, 127 to 356.
 _LOWER_OVAL = (127, 234, 93, 132, 58, 172, 136, 150, 149, 176, 148, 152,
                377, 400, 378, 379, 365, 397, 288, 361, 323, 454, 356)
-_BROW_LEFT = (156, 70, 63, 105, 66, 107, 55, 193)  # outer brow contour, outer -> inner end
+_BROW_LEFT = (156, 70, 63, 105, 66, 107, 55, 193)  # upper brow contour, outer -> inner end
 _BROW_RIGHT = (417, 285, 336, 296, 334, 293, 300, 383)  # inner -> outer end
 _NOSE_RIDGE = (168, 6, 197, 195, 5, 4, 1)
 _NOSE_BASE = (240, 97, 2, 326, 460)
@@ -77,8 +72,8 @@ def _ibug_spec() -> list[tuple[tuple[int, ...], float]]:
     """(polyline, arc-length fraction) of each of the 68 points, in iBUG order."""
     spec = []
     spec += _along(_LOWER_OVAL, np.linspace(0.0, 1.0, 17))  # jaw 0-16
-    spec += _along(_BROW_LEFT, (0.06, 0.21, 0.40, 0.60, 0.79))  # 17-21
-    spec += _along(_BROW_RIGHT, (0.21, 0.40, 0.60, 0.79, 0.94))  # 22-26
+    spec += _along(_BROW_LEFT, (0.07, 0.25, 0.43, 0.62, 0.81))  # 17-21
+    spec += _along(_BROW_RIGHT, (0.19, 0.38, 0.57, 0.75, 0.93))  # 22-26
     spec += _along(_NOSE_RIDGE, (0.04, 0.32, 0.60, 0.88))  # 27-30
     spec += _along(_NOSE_BASE, (0.06, 0.28, 0.5, 0.72, 0.94))  # 31-35
     # eyes: corner, upper lid at 1/3 and 2/3, corner, lower lid at 2/3 and 1/3 (clockwise);
