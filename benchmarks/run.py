@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 
 # The rows every run reports (the test checks them all).
 ROW_KEYS = (
-    "track_dlib", "track_fan", "warp_256", "warp_512", "render_1024", "render_1024_shot", "hybrid_model",
+    "track_dlib", "track_mesh", "track_fan", "warp_256", "warp_512", "render_1024", "render_1024_shot", "hybrid_model",
     "finetune_t1", "finetune_t8", "e2e_warp", "e2e_hybrid", "rss_10s", "rss_60s",
 )
 # Talking-head clips in the shared data (first found is used), scaled + padded to 640x360.
@@ -202,6 +202,7 @@ def bench_tracking(ctx: Context, rows: list[Row]) -> None:
     rows.append(Row("track_dlib", "Landmark tracking, dlib, 640x360 (after 1st detection)", fps, "fps", ">= 500",
                     n / p_wall, "dlib predictor alone (fps)", best[1], fps >= 500,
                     f"CPU-bound fps {n / best[1]:.0f}; {int(track_result.valid.sum())}/{len(frames)} frames tracked"))
+    bench_mesh_tracking(ctx, rows, frames)
 
     import torch
 
@@ -217,6 +218,48 @@ def bench_tracking(ctx: Context, rows: list[Row]) -> None:
         why = "no CUDA GPU" if not torch.cuda.is_available() else "FAN weights not downloaded"
         rows.append(Row("track_fan", "Landmark tracking, FAN on CUDA, 640x360", None, "fps", "(info)",
                         note=f"skipped: {why}"))
+
+
+def bench_mesh_tracking(ctx: Context, rows: list[Row], frames: list) -> None:
+    """The mesh backend (the default, "auto"): the whole tracker, and its networks alone (the
+    face mesh and both eyes' iris crops per frame) as the reference."""
+    import torch
+
+    from talkanim.config import TrackConfig
+    from talkanim.landmarks import make_detector, track_frames
+    from talkanim.landmarks.tfgraph import torch_threads
+
+    det = make_detector("mesh", device="cpu")
+    h, w = frames[0].shape[:2]
+    n = len(frames) - 1
+
+    def track():
+        marks = {}
+
+        def on_frame(i):
+            if i == 0:
+                marks["t"], marks["c"] = time.perf_counter(), _cpu()
+        tr = track_frames(iter(frames), det, fps=25.0, size=(w, h), config=TrackConfig(), on_frame=on_frame)
+        return tr, time.perf_counter() - marks["t"], _cpu() - marks["c"]
+
+    best = (math.inf, math.inf)
+    for _ in range(ctx.repeats):
+        track_result, wall, cpu = track()
+        best = (min(best[0], wall), min(best[1], cpu))
+    face_in = torch.rand(1, 3, 192, 192).contiguous(memory_format=torch.channels_last)
+    eyes_in = torch.rand(2, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+
+    def networks_alone():
+        with torch.inference_mode(), torch_threads(det.threads):
+            for _ in range(n):
+                det._mesh_net(face_in)
+                det._iris_net(eyes_in)
+
+    net_wall, _, _ = best_of(networks_alone, ctx.repeats)
+    fps = n / best[0]
+    rows.append(Row("track_mesh", "Landmark tracking, mesh + iris (default), 640x360", fps, "fps", ">= 500",
+                    n / net_wall, "its networks alone, 1 thread (fps)", best[1], fps >= 500,
+                    f"CPU-bound fps {n / best[1]:.0f}; {int(track_result.valid.sum())}/{len(frames)} frames tracked"))
 
 
 def _face_and_targets(ctx: Context, count: int):

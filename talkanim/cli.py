@@ -50,7 +50,7 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or 
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks of unexpected errors.")]
 Json = Annotated[bool, typer.Option("--json", help="Print results as JSON lines on stdout.")]
 Landmarks = Annotated[
-    str, typer.Option("--landmarks", help="Landmark backend: auto (FAN if its weights are present, else dlib), fan, dlib.")
+    str, typer.Option("--landmarks", help="Landmark backend: auto (= mesh), mesh (face mesh with iris, offline, sees blinks), dlib (offline, 68 points), fan (face-alignment; downloads its weights once).")
 ]
 Motion = Annotated[
     str, typer.Option("--motion", help="relative: the driver's motion on the portrait's own face; absolute: the driver's landmarks as they are.")
@@ -382,7 +382,7 @@ def train(
 
 # -- helpers --------------------------------------------------------------------------------
 def _animate_config(landmarks, motion, driver_ref, head_motion, size, face_index, fps, audio, preview, device) -> AnimateConfig:
-    _choice("--landmarks", landmarks, ("auto", "fan", "dlib"))
+    _choice("--landmarks", landmarks, ("auto", "mesh", "dlib", "fan"))
     _choice("--motion", motion, ("relative", "absolute"))
     _choice("--device", device, ("auto", "cpu", "cuda"))
     return AnimateConfig(

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-LandmarkBackendName = Literal["auto", "fan", "dlib"]
+LandmarkBackendName = Literal["auto", "mesh", "dlib", "fan"]
 MotionMode = Literal["relative", "absolute"]
 ModelMode = Literal["auto", "hybrid", "paper", "none"]
 DeviceName = Literal["auto", "cpu", "cuda"]

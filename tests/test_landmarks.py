@@ -298,18 +298,16 @@ def test_fan_offline_fails_fast():
     if fan_backend.weights_present():
         pytest.skip("FAN weights are present here: the offline error cannot happen")
     t0 = time.perf_counter()
-    with pytest.raises(BackendUnavailableError, match="use --landmarks dlib"):
+    with pytest.raises(BackendUnavailableError, match="use --landmarks mesh"):
         make_detector("fan")
     assert time.perf_counter() - t0 < 10
 
 
-def test_auto_picks_dlib_offline_and_says_so():
-    if fan_backend.weights_present():
-        pytest.skip("FAN weights are present here: auto picks fan")
+def test_auto_never_picks_fan_unasked():
+    # "auto" is the mesh (test_mesh.py); FAN runs only when asked for, weights or not
     logs: list[str] = []
-    det = make_detector("auto", log=logs.append)
-    assert det.name == "dlib"
-    assert any("dlib" in m for m in logs)
+    det = make_detector("auto", device="cpu", log=logs.append)
+    assert det.name != "fan"
 
 
 def test_unknown_backend():

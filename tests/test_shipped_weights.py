@@ -48,6 +48,12 @@ def test_weights_are_package_data(tmp_path):
     for entry in manifest.values():
         assert f"talkanim/weights/{entry['file']}" in names
     assert "talkanim/weights/weights.json" in names
+    # the converted MediaPipe models of the mesh backend and the matte, with their licence
+    mediapipe = weights_dir() / "mediapipe"
+    for name in json.loads((mediapipe / "manifest.json").read_text()):
+        assert f"talkanim/weights/mediapipe/{name}" in names
+    for name in ("manifest.json", "LICENSE", "README.md"):
+        assert f"talkanim/weights/mediapipe/{name}" in names
 
 
 def test_auto_model_follows_the_manifest(tmp_path, example_portrait, example_driver):

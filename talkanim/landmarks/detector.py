@@ -6,7 +6,7 @@ from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, InputError, NoFaceError
+from ..errors import InputError, NoFaceError, WeightsError
 from .pupils import locate_pupils
 from .types import Face
 
@@ -33,33 +33,36 @@ def make_detector(
     detect_max_side: int = 640,
     log: Callable[[str], None] | None = None,
 ) -> LandmarkDetector:
-    """Build a landmark backend: "dlib" (offline), "fan" (face-alignment) or "auto".
+    """Build a landmark backend: "mesh" (offline, dense mesh with iris), "dlib" (offline, 68
+    points), "fan" (face-alignment) or "auto".
 
-    "auto" uses FAN only when its weights are already downloaded, else dlib, and says which
-    through `log`. "fan" without weights and without internet raises BackendUnavailableError.
+    "auto" is the mesh: it ships inside talkanim (no download), sees blinks and irises that
+    dlib's 68-point model misses, and tracks at video rate on a CPU; FAN runs only when asked
+    for (its 68 points carry no mesh, eyelid refinement or iris). If the shipped mesh model
+    cannot be loaded (a damaged install), "auto" says so through `log` and uses dlib.
+    "fan" without weights and without internet raises BackendUnavailableError.
     """
     from . import fan_backend
     from .dlib_backend import DlibDetector
+    from .mesh_backend import MeshDetector
 
+    if backend == "mesh":
+        return MeshDetector(device=device, detect_max_side=detect_max_side, log=log)
     if backend == "dlib":
         return DlibDetector(detect_max_side=detect_max_side, log=log)
     if backend == "fan":
         return fan_backend.FanDetector(device=device, detect_max_side=detect_max_side, log=log)
     if backend == "auto":
-        if fan_backend.weights_present():
-            try:
-                det = fan_backend.FanDetector(device=device, detect_max_side=detect_max_side, log=log,
-                                              allow_download=False)
-                if log:
-                    log(f"landmarks: fan (face-alignment, {det.device})")
-                return det
-            except BackendUnavailableError as exc:
-                if log:
-                    log(f"landmarks: fan unavailable ({exc}); using dlib")
-        elif log:
-            log("landmarks: dlib (FAN weights not downloaded; --landmarks fan to fetch them)")
-        return DlibDetector(detect_max_side=detect_max_side, log=log)
-    raise InputError(f"unknown landmark backend {backend!r} (choose auto, fan or dlib)")
+        try:
+            det = MeshDetector(device=device, detect_max_side=detect_max_side, log=log)
+        except WeightsError as exc:
+            if log:
+                log(f"landmarks: mesh unavailable ({exc}); using dlib")
+            return DlibDetector(detect_max_side=detect_max_side, log=log)
+        if log:
+            log(f"landmarks: mesh (face mesh with iris, {det.device})")
+        return det
+    raise InputError(f"unknown landmark backend {backend!r} (choose auto, mesh, dlib or fan)")
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:

@@ -26,7 +26,8 @@ from .dlib_backend import DlibDetector
 from .pupils import locate_pupils
 from .types import Face
 
-OFFLINE_MESSAGE = "FAN weights are not downloaded and there is no internet; use --landmarks dlib (offline)"
+OFFLINE_MESSAGE = ("FAN weights are not downloaded and there is no internet; "
+                   "use --landmarks mesh or --landmarks dlib (both offline)")
 # The URL face-alignment 1.x loads 2D-FAN-4 from (face_alignment.api.models_urls['2DFAN-4']);
 # used only when that module attribute cannot be read.
 _FALLBACK_URL = "https://www.adrianbulat.com/downloads/python-fan/2DFAN4-11f355bf06.pth.tar"
@@ -90,7 +91,7 @@ class FanDetector:
         except ImportError as exc:
             raise BackendUnavailableError(
                 "the fan landmark backend needs face-alignment (pip install face-alignment); "
-                "use --landmarks dlib (offline)"
+                "use --landmarks mesh or --landmarks dlib (both offline)"
             ) from exc
         if not weights_present() and not (allow_download and _online(_weights_url())):
             raise BackendUnavailableError(OFFLINE_MESSAGE)

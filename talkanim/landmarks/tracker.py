@@ -1,11 +1,13 @@
 """Landmarks of every frame of a driving video, streamed: detect once, then track.
 
 Each frame is fitted inside the box of the previous frame's landmarks (dlib's predictor takes
-~1 ms; a face detection 20-130 ms). A frame's fit is accepted when its box did not jump,
+~1 ms; a face detection 20-130 ms); a backend with `fit_face` (the mesh) fits from the whole
+previous Face instead, its crop taken from the previous mesh, and its face-presence score must
+stay >= 0.5 (MediaPipe's tracking threshold). A frame's fit is accepted when its box did not jump,
 collapse or leave the frame and the face patch still looks like the previous frame's (a
 normalized cross-correlation on a 24x24 thumbnail: a blank frame, a cut or an occluder fail it).
 Otherwise we re-detect: first around the last box, then in the whole frame. Frames with no face
-hold the last good points and are marked invalid.
+hold the last good points (and mesh) and are marked invalid.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ _MIN_REL_SIZE, _MAX_REL_SIZE = 0.5, 2.0  # face size vs the size at the last det
 # (a hand in front of the face, fast motion of a small face); below _MIN_NCC the fit is rejected.
 _DOUBT_NCC = 0.6
 _MIN_NCC = 0.3
+_MIN_PRESENCE = 0.5  # a fit_face score below this is a lost face
 _THUMB = 24
 # The full detector (CNN fallback, ~0.3-2 s) runs at most once per this many seconds of video
 # while no face is tracked; HOG (20-130 ms) runs on every such frame.
@@ -95,8 +98,23 @@ def _plausible(points: np.ndarray, prev: np.ndarray, size: tuple[int, int], ref_
 
 def _offset(face: Face, dx: float, dy: float) -> Face:
     d = np.array([dx, dy], np.float32)
+    mesh = None
+    if face.mesh is not None:
+        mesh = face.mesh.copy()
+        mesh[:, :2] += d
     return Face(points=face.points + d, box=(face.box[0] + dx, face.box[1] + dy, face.box[2] + dx, face.box[3] + dy),
-                pupils=None if face.pupils is None else face.pupils + d, score=face.score)
+                pupils=None if face.pupils is None else face.pupils + d, score=face.score, mesh=mesh)
+
+
+def _fit(detector, frame: np.ndarray, prev: Face) -> Face:
+    """The face of `frame` followed from the previous frame's: `fit_face` from the whole previous
+    Face when the backend has it (the mesh re-crops from the previous mesh), else the 68
+    points fitted in the box of the previous points."""
+    box = box_from_points(prev.points)
+    fit_face = getattr(detector, "fit_face", None)
+    if fit_face is not None:
+        return fit_face(frame, box, previous=prev)
+    return Face(points=np.asarray(detector.fit(frame, box), np.float32), box=box)
 
 
 class _Redetector:
@@ -143,6 +161,32 @@ class _Redetector:
         return faces[0] if faces else None
 
 
+def face_scale(points: np.ndarray) -> float:
+    """Face size of a track: the median diagonal of its frames' landmarks boxes (pixels)."""
+    spans = points.max(axis=1) - points.min(axis=1)
+    return float(np.median(np.hypot(spans[:, 0], spans[:, 1]))) or 1.0
+
+
+def _one_euro_runs(values: np.ndarray, valid: np.ndarray, fps: float, config: TrackConfig,
+                   cuts: Sequence[int]) -> np.ndarray:
+    """One-Euro filter of (N, ...) values along frames, restarted after each gap of invalid
+    frames and at each cut; invalid frames hold the previous output."""
+    out = values.copy()
+    filt = OneEuroFilter(config.min_cutoff, config.beta, config.d_cutoff)
+    restart = set(cuts)
+    prev_valid = False
+    for i in range(values.shape[0]):
+        if not valid[i]:
+            out[i] = out[i - 1] if i > 0 else values[i]
+            prev_valid = False
+            continue
+        if not prev_valid or i in restart:
+            filt.reset()
+        out[i] = filt(values[i], i / fps)
+        prev_valid = True
+    return out
+
+
 def smooth_track(points: np.ndarray, pupils: np.ndarray, valid: np.ndarray, fps: float,
                  config: TrackConfig, cuts: Sequence[int] = ()) -> tuple[np.ndarray, np.ndarray]:
     """One-Euro filter over each run of valid frames (restarted after a gap and at each camera
@@ -151,25 +195,18 @@ def smooth_track(points: np.ndarray, pupils: np.ndarray, valid: np.ndarray, fps:
     Coordinates are filtered in units of the face size (median landmarks-box diagonal), so
     `min_cutoff` (Hz) and `beta` (per face-size/s) mean the same at any resolution.
     """
-    n = points.shape[0]
-    spans = points.max(axis=1) - points.min(axis=1)
-    scale = float(np.median(np.hypot(spans[:, 0], spans[:, 1]))) or 1.0
+    scale = face_scale(points)
     both = np.concatenate([points, pupils], axis=1).astype(np.float64) / scale
-    out = both.copy()
-    filt = OneEuroFilter(config.min_cutoff, config.beta, config.d_cutoff)
-    restart = set(cuts)
-    prev_valid = False
-    for i in range(n):
-        if not valid[i]:
-            out[i] = out[i - 1] if i > 0 else both[i]
-            prev_valid = False
-            continue
-        if not prev_valid or i in restart:
-            filt.reset()
-        out[i] = filt(both[i], i / fps)
-        prev_valid = True
-    out *= scale
+    out = _one_euro_runs(both, valid, fps, config, cuts) * scale
     return out[:, :68].astype(np.float32), out[:, 68:].astype(np.float32)
+
+
+def smooth_mesh(mesh: np.ndarray, points: np.ndarray, valid: np.ndarray, fps: float,
+                config: TrackConfig, cuts: Sequence[int] = ()) -> np.ndarray:
+    """`smooth_track` for a (N, 478, 3) mesh: x, y and z filtered alike, in units of the face
+    size of `points` (the same track's 68 points), so the mesh follows the points' smoothing."""
+    scale = face_scale(points)
+    return (_one_euro_runs(mesh.astype(np.float64) / scale, valid, fps, config, cuts) * scale).astype(np.float32)
 
 
 def track_frames(
@@ -199,10 +236,9 @@ def track_frames(
         raise InputError(f"driver frame rate must be positive, got {fps}")
     width, height = int(size[0]), int(size[1])
     red = _Redetector(detector, fps)
-    pts_out: list[np.ndarray] = []
-    pup_out: list[np.ndarray] = []
-    valid: list[bool] = []
-    prev_pts: np.ndarray | None = None  # last good landmarks (kept while lost, for the region search)
+    faces: list[Face | None] = []  # per frame: the accepted face, None when lost
+    pup_out: list[np.ndarray | None] = []
+    prev: Face | None = None  # last good face (kept while lost, for the region search)
     prev_thumb = None
     lost = True
     since_detect = 0
@@ -212,48 +248,55 @@ def track_frames(
         frame = np.asarray(frame)
         if frame.shape != (height, width, 3) or frame.dtype != np.uint8:
             raise InputError(f"driver frame {i} is {frame.dtype} {frame.shape}, expected uint8 {(height, width, 3)}")
-        pts = None
+        face = None
         detected = False
-        if prev_pts is None or (cuts and cuts[-1] == i):  # nothing to follow: a new face or shot
+        cand_thumb = None
+        if prev is None or (cuts and cuts[-1] == i):  # nothing to follow: a new face or shot
             face = red.first(frame, i)
-            pts, detected = (None, False) if face is None else (face.points, True)
+            detected = face is not None
         elif lost:
-            face = red.again(frame, _bbox(prev_pts), i)
-            pts, detected = (None, False) if face is None else (face.points, True)
+            face = red.again(frame, _bbox(prev.points), i)
+            detected = face is not None
         else:
-            cand = detector.fit(frame, box_from_points(prev_pts))
-            ncc = _ncc(_thumb(frame, _bbox(cand)), prev_thumb)
-            ok = _plausible(cand, prev_pts, (width, height), ref_size) and ncc >= _MIN_NCC
+            cand = _fit(detector, frame, prev)
+            cand_thumb = _thumb(frame, _bbox(cand.points))
+            ncc = _ncc(cand_thumb, prev_thumb)
+            ok = (_plausible(cand.points, prev.points, (width, height), ref_size) and ncc >= _MIN_NCC
+                  and cand.score >= _MIN_PRESENCE)
             due = config.redetect_every > 0 and since_detect >= config.redetect_every
             if not ok or ncc < _DOUBT_NCC or due:
-                face = red.again(frame, _bbox(cand if ok else prev_pts), i)
-                if face is not None:
-                    cand, detected = face.points, True
+                found = red.again(frame, _bbox(cand.points if ok else prev.points), i)
+                if found is not None:
+                    cand, detected = found, True
                 elif not ok:
                     cand = None
                 if due:
                     since_detect = 0
-            pts = cand
+            face = cand
         if detected:
-            since_detect, ref_size = 0, _diag(_bbox(pts))
-        if pts is not None:
-            pts = np.asarray(pts, np.float32)
-            prev_thumb = _thumb(frame, _bbox(pts))
-            pts_out.append(pts)
-            pup_out.append(locate_pupils(frame, pts))
-            valid.append(True)
-            prev_pts, lost = pts, False
+            since_detect, ref_size = 0, _diag(_bbox(face.points))
+        if face is not None:
+            # the fit's thumbnail is this face's, unless a detection replaced the fit
+            prev_thumb = cand_thumb if not detected and cand_thumb is not None else _thumb(frame, _bbox(face.points))
+            faces.append(face)
+            # the mesh's pupils are its iris centres; other backends locate them in the image
+            pup_out.append(face.pupils if face.mesh is not None else locate_pupils(frame, face.points))
+            prev, lost = face, False
             since_detect += 1
         else:
             lost = True
-            pts_out.append(None)  # type: ignore[arg-type]  # filled below
-            pup_out.append(None)  # type: ignore[arg-type]
-            valid.append(False)
+            faces.append(None)
+            pup_out.append(None)
         if on_frame is not None:
             on_frame(i)
 
+    valid = [f is not None for f in faces]
     if not any(valid):
         raise NoFaceError("no face found in any frame of the driver")
+    pts_out = [None if f is None else np.asarray(f.points, np.float32) for f in faces]
+    # a mesh track only when every found face has a mesh (the mesh backend)
+    has_mesh = all(f.mesh is not None for f in faces if f is not None)
+    mesh_out = [None if f is None or not has_mesh else f.mesh for f in faces]
     shots = split_at_cuts(len(valid), cuts)
     first = valid.index(True)
     for shot in shots:
@@ -263,12 +306,16 @@ def track_frames(
         for i in shot:
             if pts_out[i] is None:
                 j = shot_first if shot_first is not None and i < shot_first else (i - 1 if i > 0 else first)
-                pts_out[i], pup_out[i] = pts_out[j], pup_out[j]
+                pts_out[i], pup_out[i], mesh_out[i] = pts_out[j], pup_out[j], mesh_out[j]
     points = np.stack(pts_out).astype(np.float32)
     pupils = np.stack(pup_out).astype(np.float32)
+    mesh = np.stack(mesh_out).astype(np.float32) if has_mesh else None
     valid_arr = np.array(valid, dtype=bool)
     shot_cuts = tuple(shot.start for shot in shots[1:])
     if config.smooth:
+        if mesh is not None:
+            mesh = smooth_mesh(mesh, points, valid_arr, fps, config, shot_cuts)
         points, pupils = smooth_track(points, pupils, valid_arr, fps, config, shot_cuts)
     return LandmarkTrack(points=points, pupils=pupils, valid=valid_arr, fps=float(fps),
-                         size=(width, height), backend=getattr(detector, "name", "unknown"), cuts=shot_cuts)
+                         size=(width, height), backend=getattr(detector, "name", "unknown"), cuts=shot_cuts,
+                         mesh=mesh)

@@ -2,6 +2,9 @@
 
 Plain arrays only (np.load with allow_pickle=False), checked field by field on load, so a
 foreign or tampered file gives one clear InputError instead of a crash further down.
+
+Version 2 adds the optional `mesh` (N, 478, 3) of the mesh backend; version-1 files (no mesh)
+still load, with `mesh` None.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from ..errors import InputError, OutputError
 from .types import LandmarkTrack
 
 FORMAT = "talkanim-track"
-VERSION = 1
+VERSION = 2
 _FIELDS = ("format", "version", "points", "pupils", "valid", "fps", "size", "backend")
 
 
@@ -26,8 +29,10 @@ def save_track(path: str | os.PathLike, track: LandmarkTrack) -> None:
     """Write `track` to `path` (.npz, compressed), atomically (temporary file, then rename)."""
     path = Path(path)
     buf = io.BytesIO()
+    extra = {} if track.mesh is None else {"mesh": np.asarray(track.mesh, dtype=np.float32)}
     np.savez_compressed(
         buf,
+        **extra,
         format=np.array(FORMAT),
         version=np.array(VERSION, dtype=np.int64),
         points=np.asarray(track.points, dtype=np.float32),
@@ -66,6 +71,8 @@ def load_track(path: str | os.PathLike) -> LandmarkTrack:
             data = {k: z[k] for k in _FIELDS}
             # optional: files written before cuts were tracked have none
             cuts = z["cuts"] if "cuts" in z.files else np.zeros(0, np.int64)
+            # optional: version 2, mesh backend only
+            mesh = z["mesh"] if "mesh" in z.files else None
     except InputError:
         raise
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError, zlib.error) as exc:
@@ -99,6 +106,9 @@ def load_track(path: str | os.PathLike) -> LandmarkTrack:
     if (cuts.ndim != 1 or not np.issubdtype(cuts.dtype, np.integer) or np.any(np.diff(cuts) <= 0)
             or np.any(cuts <= 0) or np.any(cuts >= n)):
         raise _bad(path, f"cuts must be ascending frame indices in 1..{n - 1}")
+    if mesh is not None and (mesh.shape != (n, 478, 3) or not np.issubdtype(mesh.dtype, np.floating)
+                             or not np.all(np.isfinite(mesh))):
+        raise _bad(path, f"mesh must be finite float ({n}, 478, 3), got {mesh.dtype} {mesh.shape}")
     return LandmarkTrack(
         points=points.astype(np.float32),
         pupils=pupils.astype(np.float32),
@@ -107,4 +117,5 @@ def load_track(path: str | os.PathLike) -> LandmarkTrack:
         size=(int(size[0]), int(size[1])),
         backend=str(backend),
         cuts=tuple(int(c) for c in cuts),
+        mesh=None if mesh is None else mesh.astype(np.float32),
     )

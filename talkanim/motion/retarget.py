@@ -142,7 +142,8 @@ def retarget(source: Face, driver: LandmarkTrack, config: MotionConfig | None = 
     def one_shot(frames: range) -> LandmarkTrack:
         part = slice(frames.start, frames.stop)
         return replace(driver, points=driver.points[part], pupils=driver.pupils[part],
-                       valid=driver.valid[part], cuts=())
+                       valid=driver.valid[part], cuts=(),
+                       mesh=None if driver.mesh is None else driver.mesh[part])
 
     parts = [_retarget_shot(source, one_shot(frames), config) for frames in shots]
     return MotionTrack(points=np.concatenate([p.points for p in parts]),

@@ -1,0 +1,183 @@
+"""mesh backend: MediaPipe's face mesh + iris networks run in torch (no mediapipe install).
+
+Faces are found by our dlib detector (HOG, CNN fallback), so bad input behaves as with the
+dlib backend. From a face the pipeline is MediaPipe's Iris pipeline:
+
+1. a 192 x 192 crop, square, 1.5 x the face, turned so the eye corners are level
+   (`mesh_roi`), gives the 468-vertex mesh (x, y in image pixels, z in the same scale) and
+   a face-presence score;
+2. each eye gets a 64 x 64 crop along its corners (the second eye mirrored: the model knows
+   one eye side), giving a refined eyelid outline and 5 iris points;
+3. the refined eyelids replace the mesh's (x, y; the mesh keeps its own z, whose origin the
+   iris model does not share; the iris model's outer rings are not used, see `mesh_layout`),
+   and each iris takes the mean z of its eyelid.
+
+The result is the 478-point layout of `mesh_layout` (MediaPipe's refine_landmarks order);
+the iBUG-68 points are read off it, the pupils are the iris centres. In a video the crop of
+the next frame comes from this frame's mesh (`fit_face(..., previous=face)`), as MediaPipe
+tracks.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import cv2
+import numpy as np
+import torch
+
+from ..devices import resolve_device
+from .dlib_backend import DlibDetector, box_from_points
+from .mesh_layout import EYE_FLIP, EYELID, IRIS, IRIS_ORDER, NUM_MESH, NUM_POINTS, ibug68_from_mesh
+from .mesh_roi import Roi, eye_rois, face_roi_from_mesh, face_roi_from_points, pixel_centres, project
+from .tfgraph import load_shipped, torch_threads
+from .types import Face
+
+MESH_INPUT = 192
+IRIS_INPUT = 64
+# A dlib HOG box (x0, y0, x1, y1) -> the converged mesh crop, measured on the faces of
+# ../shared/data: centre at (0.5, 0.42) of the box, side 1.85 x the box width.
+_BOX_CENTRE_Y = 0.42
+_BOX_SIDE = 1.85
+# Passes of the mesh network from a rough crop (a detector box): the second pass starts from
+# the first pass's mesh, as MediaPipe's tracking would on the next frame.
+_PASSES_FROM_BOX = 2
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x)) if x > -60 else 0.0
+
+
+def roi_from_box(box: tuple[float, float, float, float]) -> Roi:
+    """A first, upright face crop from a face box (HOG convention)."""
+    x0, y0, x1, y1 = box
+    w = max(x1 - x0, 1.0)
+    return Roi((x0 + x1) / 2, y0 + _BOX_CENTRE_Y * (y1 - y0), _BOX_SIDE * w, 0.0)
+
+
+class MeshDetector:
+    """Face mesh with iris (478 points) -> iBUG-68 points and pupils; dlib's detector for boxes.
+
+    The networks are loaded once per object and run on `device` ("auto": CUDA when there is
+    one). `fit_face` is what the tracker calls per frame. On the CPU the networks run on
+    `threads` torch threads (default 1): one frame's crops are too small to share across
+    cores (on 2 busy cores a second thread made a frame 3-10x slower, measured), and the
+    other core is decoding the video.
+    """
+
+    name = "mesh"
+
+    def __init__(self, *, device: str = "cpu", detect_max_side: int = 640, threads: int | None = 1,
+                 log: Callable[[str], None] | None = None) -> None:
+        self.device = resolve_device(device)
+        self.threads = threads if self.device.type == "cpu" else None
+        self._boxes = DlibDetector(detect_max_side=detect_max_side, log=log)
+        self.detect_max_side = int(detect_max_side)
+        self._log = log
+        self._mesh_net = load_shipped("face_landmark").to(self.device)
+        self._iris_net = load_shipped("iris_landmark").to(self.device)
+
+    # -- networks --------------------------------------------------------------------------
+    def _tensor(self, crops: np.ndarray) -> torch.Tensor:
+        """(B, n, n, 3) uint8 crops -> (B, 3, n, n) float in [0, 1] on the device. Scaled in
+        numpy: the NHWC array seen as NCHW is already channels_last, so nothing is copied on
+        the CPU (torch's own element-wise ops here ran on 2 busy threads and took 16 ms)."""
+        x = torch.from_numpy(crops.astype(np.float32) * np.float32(1 / 255)).permute(0, 3, 1, 2)
+        if self.device.type != "cpu":
+            x = x.to(self.device).contiguous()
+        return x
+
+    def _mesh(self, image: np.ndarray, roi: Roi) -> tuple[np.ndarray, float]:
+        """(468, 3) float64 mesh in image pixels and the face-presence probability in `roi`."""
+        m = roi.matrix(MESH_INPUT)
+        crop = cv2.warpAffine(image, m, (MESH_INPUT, MESH_INPUT),
+                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+        with torch.inference_mode(), torch_threads(self.threads):
+            lm, flag = self._mesh_net(self._tensor(crop[None]))
+        raw = lm.reshape(NUM_MESH, 3).double().cpu().numpy()
+        mesh = np.empty((NUM_MESH, 3))
+        mesh[:, :2] = project(m, raw[:, :2])
+        mesh[:, 2] = raw[:, 2] * (roi.size / MESH_INPUT)
+        return mesh, _sigmoid(float(flag.reshape(-1)[0]))
+
+    def _refine_eyes(self, image: np.ndarray, mesh: np.ndarray) -> np.ndarray:
+        """The 478-point layout: `mesh` with both eyelids refined and the irises added."""
+        rois = eye_rois(mesh)
+        mats = [roi.matrix(IRIS_INPUT, flip) for roi, flip in zip(rois, EYE_FLIP)]
+        # The iris model reads pixel u as covering [u, u+1]: sample each pixel at its centre
+        # (MediaPipe's crop-then-resize does the same) and project its outputs as they are.
+        # Sampling at u instead put the mirrored eye 1.3 crop pixels (0.045 eye widths) off
+        # the other, against MediaPipe's attention mesh.
+        crops = np.stack([
+            cv2.warpAffine(image, pixel_centres(m), (IRIS_INPUT, IRIS_INPUT),
+                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+            for m in mats
+        ])
+        with torch.inference_mode(), torch_threads(self.threads):
+            contour, iris = self._iris_net(self._tensor(crops))  # both eyes in one batch
+        contour = contour.reshape(2, -1, 3).double().cpu().numpy()
+        iris = iris.reshape(2, -1, 3).double().cpu().numpy()
+        out = np.empty((NUM_POINTS, 3))
+        out[:NUM_MESH] = mesh
+        for e, m in enumerate(mats):
+            lid = list(EYELID[e])
+            out[lid, :2] = project(m, contour[e, :len(lid), :2])
+            a, b = IRIS[e]
+            out[a:b, :2] = project(m, iris[e, list(IRIS_ORDER[e]), :2])
+            out[a:b, 2] = mesh[lid, 2].mean()
+        return out
+
+    # -- faces -----------------------------------------------------------------------------
+    def mesh_in(self, image: np.ndarray, roi: Roi, passes: int = 1) -> tuple[np.ndarray, float]:
+        """(478, 3) float32 mesh with irises and the face-presence probability, starting from
+        the face crop `roi`; each extra pass re-crops from the previous pass's mesh."""
+        image = np.ascontiguousarray(image)
+        mesh, score = self._mesh(image, roi)
+        for _ in range(passes - 1):
+            mesh, score = self._mesh(image, face_roi_from_mesh(mesh))
+        return self._refine_eyes(image, mesh).astype(np.float32), score
+
+    def _face(self, mesh: np.ndarray, score: float, box=None) -> Face:
+        points = ibug68_from_mesh(mesh)
+        pupils = mesh[[IRIS[0][0], IRIS[1][0]], :2].astype(np.float32)
+        box = tuple(float(v) for v in (box if box is not None else box_from_points(points)))
+        return Face(points=points, box=box, pupils=pupils, score=float(score), mesh=mesh)
+
+    def fit_face(self, image: np.ndarray, box: tuple[float, float, float, float], *,
+                 previous: Face | None = None) -> Face:
+        """The face inside `box` (HOG convention), or tracked from `previous` (a Face of the
+        previous frame with a mesh: the crop comes from its mesh, as MediaPipe tracks).
+
+        `score` of the result is the network's face-presence probability (MediaPipe drops a
+        track below 0.5).
+        """
+        if previous is not None and previous.mesh is not None:
+            mesh, score = self.mesh_in(image, face_roi_from_mesh(previous.mesh), 1)
+        else:
+            mesh, score = self.mesh_in(image, roi_from_box(box), _PASSES_FROM_BOX)
+        return self._face(mesh, score)
+
+    def fit(self, image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+        """68 landmarks (68, 2) float32 fitted inside `box` (x0, y0, x1, y1, HOG convention)."""
+        return self.fit_face(image, box).points
+
+    def _from_detections(self, image: np.ndarray, faces: list[Face]) -> list[Face]:
+        out = []
+        for f in faces:
+            # dlib's 68 points give the crop's angle; two passes settle it on the mesh
+            mesh, score = self.mesh_in(image, face_roi_from_points(f.points), _PASSES_FROM_BOX)
+            out.append(self._face(mesh, score, f.box))
+        out.sort(key=lambda f: f.size, reverse=True)
+        return out
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        """Every face in an RGB uint8 still, largest first: dlib's boxes (HOG, CNN
+        confirm/fallback), the mesh's 478 points, iBUG-68 points and pupils."""
+        image = np.ascontiguousarray(image)
+        return self._from_detections(image, self._boxes.detect(image))
+
+    def detect_quick(self, image: np.ndarray, *, small_faces: bool = False) -> list[Face]:
+        """HOG-only boxes (video re-detection), the mesh's points."""
+        image = np.ascontiguousarray(image)
+        return self._from_detections(image, self._boxes.detect_quick(image, small_faces=small_faces))
