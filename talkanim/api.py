@@ -29,6 +29,7 @@ from talkanim.landmarks import (
     make_detector,
     track_frames,
 )
+from talkanim.landmarks.matte import PersonMatter, person_matte
 from talkanim.landmarks.types import Face, LandmarkTrack
 from talkanim.motion import MotionTrack, retarget, shot_weights
 from talkanim import neural
@@ -104,6 +105,7 @@ class Session:
     config: AnimateConfig = field(default_factory=AnimateConfig)
     log: Log | None = None
     _detector: LandmarkDetector | None = None
+    _matter: PersonMatter | None = None
 
     @property
     def detector(self) -> LandmarkDetector:
@@ -112,6 +114,13 @@ class Session:
                 self.config.track.backend, device=self.config.device, log=self.log
             )
         return self._detector
+
+    @property
+    def matter(self) -> PersonMatter:
+        """The person segmentation, loaded once for every portrait of the run."""
+        if self._matter is None:
+            self._matter = PersonMatter()
+        return self._matter
 
 
 def default_output(source: str | Path, driver: str | Path) -> Path:
@@ -193,7 +202,8 @@ def animate(
     frame_indices = _resample_indices(driver.track.num_frames, driver.track.fps, fps)
     # The network was trained on the plain warp and paints the mouth interior itself.
     render_config = replace(config.render, mouth_fill=False) if network else config.render
-    renderer = FaceRenderer(image, face, render_config, shots=shots, device=device)
+    matte = person_matte(image, face, matter=session.matter)
+    renderer = FaceRenderer(image, face, render_config, shots=shots, matte=matte, device=device)
     # Column 0 is the portrait; with no extra shots every frame comes from it.
     weights = (shot_weights(np.stack([face.points] + [f.points for _, f in shots]), motion.points,
                             blend=config.motion.shot_blend) if shots else None)
@@ -297,7 +307,7 @@ def animate_batch(
 
     session = Session(config, log=log)
     driver_data = load_driver(driver, session=session, progress=progress)
-    quiet_session = Session(config, log=None, _detector=session.detector)
+    quiet_session = Session(config, log=None, _detector=session.detector, _matter=session.matter)
     if workers > 1:
         results = _run_parallel(todo, driver_data, config, workers)
     else:

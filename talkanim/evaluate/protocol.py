@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -127,7 +127,7 @@ def load_clip(path: Path, keep: set[int], detector, last: int | None = None,
 
     on_frame = (lambda i: progress("track", i + 1, last + 1)) if progress else None
     track = track_frames(frames(), detector, fps=info.fps, size=(info.width, info.height),
-                         config=TrackConfig(backend="dlib", smooth=False), on_frame=on_frame, cuts=cuts)
+                         config=TrackConfig(smooth=False), on_frame=on_frame, cuts=cuts)
     return Clip(Path(path), float(info.fps), (info.width, info.height), track, kept)
 
 
@@ -294,7 +294,8 @@ def cross_reenact(portrait_path: Path, clip: Clip, frame_indices: list[int], met
     output frames against those it tracked on the driver; hair/outline distortion and background
     drift from optical flow between the portrait and each output frame."""
     from talkanim.io import load_image
-    from talkanim.landmarks import detect_face, person_matte, track_frames
+    from talkanim.landmarks import detect_face, smooth_track, track_frames
+    from talkanim.landmarks.matte import person_matte
     from talkanim.motion import retarget
 
     analyzer = analyzer or get_analyzer()
@@ -303,9 +304,12 @@ def cross_reenact(portrait_path: Path, clip: Clip, frame_indices: list[int], met
     face = detect_face(image, detector)
     matte = person_matte(image, face)
     view = V.PortraitView.make(image, matte, face.points)
-    # Retarget over the clip from its first frame, as `animate` would (driver_ref 0), then keep
-    # the driver frames: a reference taken mid-speech (mouth open) would invert the lips.
-    motion_all = retarget(face, clip.track, MotionConfig(mode="relative", driver_ref=0))
+    # Retarget the whole clip as `animate` would (its smoothing, its neutral references), then
+    # keep the driver frames; the driver's own openings are measured on the raw track.
+    smoothed_points, smoothed_pupils = smooth_track(clip.track.points, clip.track.pupils, clip.track.valid,
+                                                    clip.fps, TrackConfig(), clip.track.cuts)
+    driven = replace(clip.track, points=smoothed_points, pupils=smoothed_pupils)
+    motion_all = retarget(face, driven, MotionConfig())
     points, pupils = motion_all.points[frame_indices], motion_all.pupils[frame_indices]
     heads = motion_all.heads[frame_indices]
     drv_points = clip.track.points[frame_indices]

@@ -102,7 +102,7 @@ def evaluate(
     from talkanim.io import camera_shots, probe_video
     from talkanim.landmarks import make_detector
 
-    detector = make_detector("dlib", log=log)
+    detector = make_detector("auto", log=log)  # the face mesh: it sees blinks
     analyzer = get_analyzer()
     clips_out, self_results, loaded = [], [], []
     for path in videos:

@@ -167,12 +167,18 @@ def face_scale(points: np.ndarray) -> float:
     return float(np.median(np.hypot(spans[:, 0], spans[:, 1]))) or 1.0
 
 
+# Eyelid points of the iBUG-68 layout: smoothed with their own, faster filter (TrackConfig.lid_*)
+EYELIDS = np.array([37, 38, 40, 41, 43, 44, 46, 47])
+
+
 def _one_euro_runs(values: np.ndarray, valid: np.ndarray, fps: float, config: TrackConfig,
-                   cuts: Sequence[int]) -> np.ndarray:
+                   cuts: Sequence[int], *, beta: float | None = None, d_cutoff: float | None = None) -> np.ndarray:
     """One-Euro filter of (N, ...) values along frames, restarted after each gap of invalid
-    frames and at each cut; invalid frames hold the previous output."""
+    frames and at each cut; invalid frames hold the previous output. `beta` and `d_cutoff`
+    override the config's."""
     out = values.copy()
-    filt = OneEuroFilter(config.min_cutoff, config.beta, config.d_cutoff)
+    filt = OneEuroFilter(config.min_cutoff, config.beta if beta is None else beta,
+                         config.d_cutoff if d_cutoff is None else d_cutoff)
     restart = set(cuts)
     prev_valid = False
     for i in range(values.shape[0]):
@@ -198,6 +204,9 @@ def smooth_track(points: np.ndarray, pupils: np.ndarray, valid: np.ndarray, fps:
     scale = face_scale(points)
     both = np.concatenate([points, pupils], axis=1).astype(np.float64) / scale
     out = _one_euro_runs(both, valid, fps, config, cuts) * scale
+    # the lids with their own filter: a blink lasts a few frames (TrackConfig.lid_beta)
+    out[:, EYELIDS] = _one_euro_runs(both[:, EYELIDS], valid, fps, config, cuts,
+                                     beta=config.lid_beta, d_cutoff=config.lid_d_cutoff) * scale
     return out[:, :68].astype(np.float32), out[:, 68:].astype(np.float32)
 
 

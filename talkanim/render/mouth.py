@@ -28,6 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from talkanim.render.polyline import frame, interpolate, knots
+
 INNER = np.arange(60, 68)
 UPPER_INNER = np.array([60, 61, 62, 63, 64])
 LOWER_INNER = np.array([60, 67, 66, 65, 64])
@@ -38,6 +40,8 @@ MIN_EXCESS = 0.5  # px: a frame whose target gap never exceeds the source's by t
 # Source opening (inner gap / mouth width) above which the source shows its own interior and no
 # teeth are synthesized (its real ones are carried by the top/bottom bands).
 OWN_INTERIOR = 0.05
+TEETH_FROM = 0.04  # opening (gap / mouth width) where synthesized upper teeth start to show
+TEETH_SHARE = 0.55  # at most this share of the gap is teeth (the rest: the dark cavity)
 STRETCH = 1.4  # the source's own interior is stretched up to this factor before a cavity opens
 
 
@@ -75,31 +79,8 @@ def skin_colour(crop: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 
 def _frame(points: torch.Tensor):
-    """Mouth-aligned frame: origin at 60, unit x towards 64, unit y across (down). (B, 2) each."""
-    o = points[:, 60]
-    ex = points[:, 64] - o
-    length = ex.norm(dim=-1, keepdim=True).clamp_min(1e-3)
-    ex = ex / length
-    ey = torch.stack([-ex[:, 1], ex[:, 0]], -1)
-    return o, ex, ey, length[:, 0]
-
-
-def _curve(points: torch.Tensor, idx: np.ndarray, o, ex, ey):
-    """A lip curve in the mouth frame: knots (B, K) along x (made non-decreasing) and y (B, K)."""
-    p = points[:, idx] - o[:, None]
-    kx = (p * ex[:, None]).sum(-1)
-    ky = (p * ey[:, None]).sum(-1)
-    return torch.cummax(kx, dim=1).values, ky
-
-
-def _interp(x: torch.Tensor, kx: torch.Tensor, ky: torch.Tensor) -> torch.Tensor:
-    """Piecewise-linear y(x) per frame: x (B, N), knots (B, K) -> (B, N); clamped at the ends."""
-    n = kx.shape[1]
-    i = torch.searchsorted(kx.contiguous(), x.contiguous()).clamp(1, n - 1)
-    x0, x1 = kx.gather(1, i - 1), kx.gather(1, i)
-    y0, y1 = ky.gather(1, i - 1), ky.gather(1, i)
-    t = ((x - x0) / (x1 - x0).clamp_min(1e-4)).clamp(0.0, 1.0)
-    return y0 + t * (y1 - y0)
+    """Mouth-aligned frame: origin at 60, unit x towards 64, unit y across (down)."""
+    return frame(points, 60, 64)
 
 
 def _smooth(x: torch.Tensor) -> torch.Tensor:
@@ -136,10 +117,10 @@ class MouthFiller:
         of its gap from the top: its darkest row (the gap under the upper teeth), central columns."""
         p = torch.from_numpy(pts)[None]
         o, ex, ey, length = _frame(p)
-        ux, uy = _curve(p, UPPER_INNER, o, ex, ey)
-        lx, ly = _curve(p, LOWER_INNER, o, ex, ey)
+        ux, uy = knots(p, UPPER_INNER, o, ex, ey)
+        lx, ly = knots(p, LOWER_INNER, o, ex, ey)
         a = torch.linspace(0.25, 0.75, 9)[None] * length[:, None]  # (1, 9)
-        u, low = _interp(a, ux, uy), _interp(a, lx, ly)
+        u, low = interpolate(a, ux, uy), interpolate(a, lx, ly)
         if float((low - u).mean()) < 4.0:  # no interior worth reading
             return 0.5
         v = torch.linspace(0.3, 0.95, 14)[:, None]  # (14, 1) rows, share of the gap
@@ -155,14 +136,14 @@ class MouthFiller:
         """Largest (target gap - source gap) over each frame's mouth, px (B,)."""
         ot, ext, eyt, lt = _frame(t)
         os_, exs, eys, ls = _frame(s)
-        ux, uy = _curve(t, UPPER_INNER, ot, ext, eyt)
-        lx, ly = _curve(t, LOWER_INNER, ot, ext, eyt)
+        ux, uy = knots(t, UPPER_INNER, ot, ext, eyt)
+        lx, ly = knots(t, LOWER_INNER, ot, ext, eyt)
         a = torch.linspace(0.05, 0.95, 16, dtype=t.dtype)[None] * lt[:, None]
-        g_t = _interp(a, lx, ly) - _interp(a, ux, uy)
-        sux, suy = _curve(s, UPPER_INNER, os_, exs, eys)
-        slx, sly = _curve(s, LOWER_INNER, os_, exs, eys)
+        g_t = interpolate(a, lx, ly) - interpolate(a, ux, uy)
+        sux, suy = knots(s, UPPER_INNER, os_, exs, eys)
+        slx, sly = knots(s, LOWER_INNER, os_, exs, eys)
         a_s = a * (ls / lt)[:, None]
-        g_s = (_interp(a_s, slx, sly) - _interp(a_s, sux, suy)).clamp_min(0.0)
+        g_s = (interpolate(a_s, slx, sly) - interpolate(a_s, sux, suy)).clamp_min(0.0)
         return (g_t - g_s).amax(dim=1)
 
     @torch.inference_mode()
@@ -195,11 +176,11 @@ class MouthFiller:
         rel = pix - ot[:, None]
         a = (rel * ext[:, None]).sum(-1)  # (B, N)
         y = (rel * eyt[:, None]).sum(-1)
-        ux, uy = _curve(t, UPPER_INNER, ot, ext, eyt)
-        lx, ly = _curve(t, LOWER_INNER, ot, ext, eyt)
+        ux, uy = knots(t, UPPER_INNER, ot, ext, eyt)
+        lx, ly = knots(t, LOWER_INNER, ot, ext, eyt)
         inside_x = (a > 0) & (a < lt[:, None])
-        u_t = _interp(a, ux, uy)
-        l_t = _interp(a, lx, ly)
+        u_t = interpolate(a, ux, uy)
+        l_t = interpolate(a, lx, ly)
         g_t = (l_t - u_t).clamp_min(0.0)
         d = y - u_t  # below the upper inner lip
         e = l_t - y  # above the lower inner lip
@@ -207,10 +188,10 @@ class MouthFiller:
         # the same column in the source
         os_, exs, eys, ls = _frame(s)
         a_s = a * (ls / lt)[:, None]
-        sux, suy = _curve(s, UPPER_INNER, os_, exs, eys)
-        slx, sly = _curve(s, LOWER_INNER, os_, exs, eys)
-        u_s = _interp(a_s, sux, suy)
-        l_s = _interp(a_s, slx, sly)
+        sux, suy = knots(s, UPPER_INNER, os_, exs, eys)
+        slx, sly = knots(s, LOWER_INNER, os_, exs, eys)
+        u_s = interpolate(a_s, sux, suy)
+        l_s = interpolate(a_s, slx, sly)
         g_s = (l_s - u_s).clamp_min(0.0)
         # the source's interior is stretched up to STRETCH x, then splits at its darkest row: the
         # top rides with the upper lip (upper teeth), the rest with the lower lip
@@ -243,9 +224,11 @@ class MouthFiller:
         depth = (1 - r * r) * (0.45 + 0.55 * depth_y)
         shade = 1.0 - 0.6 * depth
         ratio = (g_t / lt[:, None]).clamp_min(0.0)  # opening at this column, / mouth width
-        teeth_h = torch.minimum(0.55 * g_t, 0.16 * lt[:, None])
+        # lips just apart show a dark slit; teeth come in as the mouth opens further (from
+        # TEETH_FROM of its width), never filling more than TEETH_SHARE of the gap
+        teeth_h = torch.minimum(TEETH_SHARE * g_t, 0.16 * lt[:, None])
         upper = (1 - _smooth((dc - teeth_h + 0.5) / 1.0)) * (1 - r ** 3).clamp_min(0.0) ** 0.7
-        upper = upper * _smooth(ratio / 0.06) * 0.85 * self.synth_teeth
+        upper = upper * _smooth((ratio - TEETH_FROM) / 0.08) * 0.85 * self.synth_teeth
         lower_h = 0.12 * g_t
         lower = (1 - _smooth((e - bottom - lower_h + 0.5) / 1.0)) * (1 - (1.35 * r).clamp(max=1.0) ** 2)
         lower = lower * _smooth((ratio - 0.22) / 0.15) * 0.45 * self.synth_lower

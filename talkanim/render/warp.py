@@ -45,10 +45,12 @@ LAYOUT_MOUTH_OPEN = 0.15
 LAYOUT_EYE_OPEN = 0.12
 # A triangle outside the openings squeezed below this fraction of its source area counts as a fold.
 MIN_AREA_RATIO = 0.2
+# Twice the area (px^2 at S) a triangle must be turned over by to count as flipped: what float
+# rounding does to a triangle of a closed mouth is far below it.
+FLIP_AREA = 0.5
 # Vertices of the openings that may close to a line: the inner lips, each eye with its pupil
 # (the pupils follow the 78 landmarks and forehead points among the moving vertices).
 OPENINGS = (np.arange(60, 68), np.r_[36:42, 78], np.r_[42:48, 79])
-WALK_STEPS = 6  # steps from triangle to neighbour when locating a pixel
 UNTANGLE_STEPS = 8  # halvings of a flipped triangle's displacement before it is set to the layout
 
 
@@ -67,6 +69,25 @@ def opened_layout(vertices: np.ndarray) -> np.ndarray:
         eye = LAYOUT_EYE_OPEN * np.linalg.norm(v[corners[1]] - v[corners[0]]) / 2.0
         v[list(upper)] += eye * up
         v[list(lower)] -= eye * up
+    return v
+
+
+# Facing lid and lip points: (upper, lower) pairs that may touch but never cross.
+FACING = ((61, 67), (62, 66), (63, 65), (37, 41), (38, 40), (43, 47), (44, 46))
+
+
+def uncrossed(vertices: np.ndarray) -> np.ndarray:
+    """Vertices (V, 2; the 68 landmarks first) with any lower lip or lid point that a tracker
+    put above its upper partner (a closed mouth read a fraction of a pixel crossed) moved,
+    with its partner, to where they meet."""
+    v = np.array(vertices, np.float32, copy=True)
+    if len(v) < 68:
+        return v
+    up = v[27] - v[8]
+    up /= max(float(np.linalg.norm(up)), 1e-9)
+    for top, bottom in FACING:
+        if float((v[top] - v[bottom]) @ up) < 0:
+            v[top] = v[bottom] = (v[top] + v[bottom]) / 2
     return v
 
 
@@ -194,7 +215,7 @@ class PiecewiseAffineWarp:
         self.dtype = dtype
         self.anchors = np.asarray(anchors, np.float32)
         self.num_moving = len(source_moving)
-        self.source_vertices = np.concatenate([np.asarray(source_moving, np.float32), self.anchors])
+        self.source_vertices = np.concatenate([uncrossed(np.asarray(source_moving, np.float32)), self.anchors])
         self._centre = np.full(2, (self.size - 1) / 2.0)
         self._forehead_reach = None
         if fence is not None:
@@ -204,8 +225,16 @@ class PiecewiseAffineWarp:
         tri = Delaunay(self.layout)
         self.triangles = np.ascontiguousarray(tri.simplices, dtype=np.int64)  # (T, 3)
         self._neighbours = np.ascontiguousarray(tri.neighbors, dtype=np.int64)  # across the edge opposite each vertex
+        # per triangle, the triangles sharing a corner with it (itself first), padded with itself
+        fans = [np.flatnonzero(np.isin(self.triangles, t).any(axis=1)) for t in self.triangles]
+        width = max(len(f) for f in fans)
+        self._fan = np.array([np.r_[i, f[f != i], np.full(width - len(f), i)] for i, f in enumerate(fans)], np.int64)
         self.num_triangles = len(self.triangles)
-        self.orientation = np.sign(_signed_areas(self.layout, self.triangles))  # (T,)
+        # each triangle's orientation: the source's where it has an area, else the layout's (a
+        # closed mouth or eye), so the source itself is never "folded"
+        source_signed = _signed_areas(self.source_vertices.astype(np.float64), self.triangles)
+        self.orientation = np.where(np.abs(source_signed) > FLIP_AREA, np.sign(source_signed),
+                                    np.sign(_signed_areas(self.layout, self.triangles)))  # (T,)
         # how small each triangle may get before it counts as crushed: none inside the mouth and
         # eye openings, which close to a line
         inside = np.zeros(self.num_triangles, bool)
@@ -238,13 +267,13 @@ class PiecewiseAffineWarp:
         the mouth and eye openings, squeezed below MIN_AREA_RATIO of their source area (skin
         crushed into a seam, e.g. a dropped jaw pressed against the fixed ring)."""
         areas = _signed_areas(np.asarray(target_vertices, np.float64), self.triangles) * self.orientation
-        return (areas < -1e-6) | (areas < MIN_AREA_RATIO * self._source_areas)
+        return (areas < -FLIP_AREA) | (areas < MIN_AREA_RATIO * self._source_areas)
 
     def untangle(self, target_vertices: np.ndarray) -> np.ndarray:
         """The targets (B, V, 2) with every flipped triangle's moving vertices pulled back
-        towards the layout until none is flipped (the layout itself has none)."""
+        towards the source until none is flipped (the source itself has none)."""
         out = np.asarray(target_vertices, np.float64).copy()
-        layout = self.layout
+        layout = self.source_vertices.astype(np.float64)
         for step in range(UNTANGLE_STEPS + 1):
             bad = self.flipped(out)
             if not bad.any():
@@ -256,16 +285,16 @@ class PiecewiseAffineWarp:
                 out[i, verts] = layout[verts] + keep * (out[i, verts] - layout[verts])
         return out.astype(np.float32)
 
-    def barycentric(self, target_vertices: np.ndarray) -> np.ndarray:
+    def barycentric(self, target_vertices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per target triangle, the matrix (B, T, 3, 3) taking [x, y, 1] to the pixel's
-        barycentric coordinates in it. A degenerate target triangle (it covers no pixel but may
-        be claimed by one on its edge) gives its centroid."""
+        barycentric coordinates in it, and whether the triangle has an area (B, T): one without
+        (a closed mouth's) covers no pixel, and its matrix gives its centroid."""
         tgt = np.asarray(target_vertices, np.float64)[:, self.triangles]  # (B, T, 3, 2)
         a = np.concatenate([np.swapaxes(tgt, -1, -2), np.ones((*tgt.shape[:2], 1, 3))], axis=-2)  # rows x, y, 1
         ok = np.abs(np.linalg.det(a)) > 1e-6
         centroid = np.zeros((3, 3))
         centroid[:, 2] = 1.0 / 3.0
-        return np.where(ok[..., None, None], np.linalg.inv(np.where(ok[..., None, None], a, np.eye(3))), centroid)
+        return np.where(ok[..., None, None], np.linalg.inv(np.where(ok[..., None, None], a, np.eye(3))), centroid), ok
 
     def index_maps(self, target_vertices: np.ndarray, size: int | None = None) -> np.ndarray:
         """Which target triangle covers each pixel: (B, size, size) int32; T where none does."""
@@ -304,7 +333,9 @@ class PiecewiseAffineWarp:
         idx = self.index_maps(verts * to_r, r)  # (B, R, R)
         none = (idx == self.num_triangles).reshape(-1)
         tri = np.where(none, 0, idx.reshape(-1))  # (N,) for N = B R R pixels
-        systems = self.barycentric(verts).astype(np.float32).reshape(-1, 3, 3)  # (B T, 3, 3)
+        systems, has_area = self.barycentric(verts)
+        systems = systems.astype(np.float32).reshape(-1, 3, 3)  # (B T, 3, 3)
+        has_area = has_area.reshape(-1)
         x, y = np.broadcast_arrays(*self._pix_r)
         frame_base = np.repeat(np.arange(b) * self.num_triangles, r * r)
         px, py = np.tile(x.reshape(-1), b), np.tile(y.reshape(-1), b)
@@ -315,18 +346,26 @@ class PiecewiseAffineWarp:
 
         # The raster is generous at edges: a pixel near one may be handed to a triangle that does
         # not contain it (and a thin triangle's affine, continued past its edge, lands far
-        # away). Walk each such pixel to the neighbour across the edge it is beyond (opposite
-        # its most negative coordinate) until it is inside; what is left is clamped onto an edge.
+        # away). Such a pixel moves to the neighbour across the edge it is beyond or, failing that,
+        # to the triangle around its raster triangle (sharing a corner with it) it lies deepest
+        # inside (triangles without area never count); what is still outside is clamped onto an edge.
         lam = coordinates(tri, slice(None))
         outside = np.flatnonzero(lam.min(-1) < -1e-5)
-        for _ in range(WALK_STEPS):
-            if outside.size == 0:
-                break
+        if outside.size:  # most are just across the edge they are beyond
             across = self._neighbours[tri[outside], lam[outside].argmin(-1)]
-            outside = outside[across >= 0]
-            tri[outside] = across[across >= 0]
-            lam[outside] = coordinates(tri[outside], outside)
-            outside = outside[lam[outside].min(-1) < -1e-5]
+            step = (across >= 0) & has_area[frame_base[outside] + np.maximum(across, 0)]
+            moved = outside[step]
+            moved_lam = coordinates(across[step], moved)
+            inside = moved_lam.min(-1) >= -1e-5
+            tri[moved[inside]], lam[moved[inside]] = across[step][inside], moved_lam[inside]
+            outside = np.setdiff1d(outside, moved[inside], assume_unique=True)
+        if outside.size:
+            fan = self._fan[tri[outside]]  # (n, K)
+            cand = np.stack([coordinates(fan[:, k], outside) for k in range(fan.shape[1])], 1)  # (n, K, 3)
+            depth = np.where(has_area[frame_base[outside, None] + fan], cand.min(-1), -np.inf)
+            best = depth.argmax(-1)
+            tri[outside] = fan[np.arange(len(outside)), best]
+            lam[outside] = cand[np.arange(len(outside)), best]
         lam = np.clip(lam, 0.0, None)
         lam /= np.maximum(lam.sum(-1, keepdims=True), 1e-12)
         corners = self._src_tri[tri]  # (N, 3, 2)
