@@ -210,7 +210,8 @@ def landmarks_command(
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
-    """Track the 68 face landmarks (and pupils) of VIDEO and save them as a .npz track.
+    """Track the 68 face landmarks and pupils of VIDEO (with the mesh backend, the default, also
+    its 478-point face mesh) and save them as a .npz track.
 
     `talkanim animate portrait.jpg track.npz` then animates without decoding the video.
     """

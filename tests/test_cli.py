@@ -81,8 +81,8 @@ def test_example_end_to_end(tmp_path, example_portrait, short_driver):
     assert (info.width, info.height) == (512, 512)
     assert info.has_audio and result["audio"]
     assert abs(info.fps - 25) < 0.01
-    assert result["landmarks"] == "dlib"
-    assert "using the dlib" in proc.stderr.decode().lower() or "dlib" in proc.stderr.decode()
+    assert result["landmarks"] == "mesh"  # auto: the offline face mesh, and it says so
+    assert "landmarks: mesh" in proc.stderr.decode()
     assert leftovers(tmp_path) == ["out.mp4"]
 
 

@@ -1,7 +1,9 @@
 """Landmark stage: face detection, 68-point landmarks, tracking, smoothing, pupils, track files.
 
-Backends ("dlib" offline, "fan" face-alignment) share the `LandmarkDetector` interface and the
-iBUG-68 layout; see `types.py` for the `Face` / `LandmarkTrack` contract.
+Backends ("mesh" offline face mesh with iris, the default; "dlib" offline; "fan"
+face-alignment) share the `LandmarkDetector` interface and the iBUG-68 layout; the mesh backend
+adds a 478-point mesh (`Face.mesh`, `LandmarkTrack.mesh`). See `types.py` for the `Face` /
+`LandmarkTrack` contract. `matte.person_matte` gives a portrait's person matte.
 """
 
 from __future__ import annotations

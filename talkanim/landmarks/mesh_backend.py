@@ -36,10 +36,11 @@ from .types import Face
 
 MESH_INPUT = 192
 IRIS_INPUT = 64
-# A dlib HOG box (x0, y0, x1, y1) -> the converged mesh crop, measured on the faces of
-# ../shared/data: centre at (0.5, 0.42) of the box, side 1.85 x the box width.
-_BOX_CENTRE_Y = 0.42
-_BOX_SIDE = 1.85
+# A dlib box (x0, y0, x1, y1) -> the mesh crop that two passes settle on, measured on 60 faces
+# of ../shared/data (portraits, identities): median centre at the box's centre (0.50, 0.50),
+# side 1.70 x the box width (10th-90th percentile 1.56-1.89).
+_BOX_CENTRE_Y = 0.5
+_BOX_SIDE = 1.7
 # Passes of the mesh network from a rough crop (a detector box): the second pass starts from
 # the first pass's mesh, as MediaPipe's tracking would on the next frame.
 _PASSES_FROM_BOX = 2
@@ -62,7 +63,7 @@ class MeshDetector:
     The networks are loaded once per object and run on `device` ("auto": CUDA when there is
     one). `fit_face` is what the tracker calls per frame. On the CPU the networks run on
     `threads` torch threads (default 1): one frame's crops are too small to share across
-    cores (on 2 busy cores a second thread made a frame 3-10x slower, measured), and the
+    cores (on 2 busy cores a second thread made a frame 4-17x slower, measured), and the
     other core is decoding the video.
     """
 

@@ -392,7 +392,7 @@ def load_shipped(name: str) -> TFGraph:
 def torch_threads(n: int | None) -> Iterator[None]:
     """Torch's intra-op thread count set to `n` for a block, then restored (None: unchanged).
 
-    These networks are small: on a busy 2-core machine a second thread made a frame 3-10x
+    These networks are small: on a busy 2-core machine a second thread made a frame 4-17x
     slower (threads waiting on each other), so their callers run them on one.
     """
     before = torch.get_num_threads()
