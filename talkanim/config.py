@@ -64,7 +64,7 @@ class RenderConfig:
     # so a painting keeps its own fine texture instead of being upscaled from `size`.
     max_paste_side: int = 1024
     mouth_fill: bool = True
-    eyelids: bool = True  # closing lids painted as skin over the eye (off: the lids' landmarks warp the eye shut)
+    eyelids: bool = True  # a shut eye shows lid skin and lashes (off: the squashed eye stays visible)
     preview: bool = False
 
 

@@ -53,7 +53,7 @@ LIDS = (((37, 38), (41, 40)), ((43, 44), (47, 46)))
 # a closed eye as a thin slit (the lash line), and the portrait's lids must meet, not leave one.
 SHUT_RATIO = 0.3
 MAX_WIDEN = 1.5  # an eye opens at most this much wider than its neutral
-LID_MEET = 0.3  # closed lids meet this far up from the lower lid (the upper lid does the moving)
+LID_MEET = 0.15  # closed lids meet this far up from the lower lid (the upper lid does the moving)
 
 
 @dataclass

@@ -1,150 +1,62 @@
-"""Upper eyelids that close over the eye: skin slides down, the eye is not squashed.
+"""Eyes that close under their lids: skin where the eye was, not the eye squashed to a line.
 
-Moving the lid landmarks together makes a piecewise-affine warp collapse the eye into a line,
-and the map's interpolation smears that line over several pixels: a squashed eye that stays
-visible through the whole blink (a face mesh read such frames as open). Real lids work like a
-curtain: the skin of the upper lid, from its crease to the lashes, unrolls down over the eye.
+The warp closes an eye by bringing its upper lid down to the lower one: the lid's skin
+stretches down over the eye (as a real lid does) and the eye between the lids collapses onto
+the line where they meet. That line is where the map jumps from upper-lid skin to lower-lid
+skin, and interpolating the map across the jump shows the squashed eye -- white and iris --
+smeared over a few pixels: a closed eye that still looks open (a face mesh read it so).
 
-So the warp keeps each eye OPEN (its lids where the portrait has them, relative to the eye
-corners; wider only when the driver's eyes widen), and the lid is drawn over it at the
-picture's own resolution (an eye is a dozen pixels at the working resolution): the target's lid
-gap, as a share of the open eye's, says how far down the upper lid comes (past the lower lid's
-lashes when shut). Between the open lid's crease and that edge, the portrait's band of upper-lid
-skin above the lashes is stretched down, a line of the portrait's own lash colour rides on the
-edge, and below it the eye shows as it is. Geometry lives in the expression crop at working
-resolution S; colours are sampled from the full-resolution picture.
+So each portrait also gets a closed-eye layer: the picture with the inside of each eye (its
+six landmarks' polygon) filled in from the skin and lashes around it. As an eye's lids come
+together, what the warp samples from inside that eye is taken more and more from this layer:
+a shut eye shows lid skin and lashes only, an open one the portrait's own eye.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
-
+import cv2
 import numpy as np
 
-# Per eye: the corners, the upper and lower lids (corner to corner) and their moving points.
-EYES = (((36, 39), np.array([36, 37, 38, 39]), np.array([36, 41, 40, 39]), (37, 38, 41, 40)),
-        ((42, 45), np.array([42, 43, 44, 45]), np.array([42, 47, 46, 45]), (43, 44, 47, 46)))
-LID_BAND = 0.16  # the lid skin stretched over the eye: this fraction of the eye's width above...
-LASH = 0.05  # ...the lash line, which is this thick (fractions of the eye's width)
-OVERLAP = 0.04  # a shut lid reaches this far past the lower lid's lash line (eye widths)
-MIN_COVER = 0.02  # a lid lower than its open place by less than this (eye widths) paints nothing
-EDGE_PX = 1.0  # picture px over which the lid's edge fades into the eye below it
+# Per eye: its six landmarks (a polygon) and the facing lid pairs.
+EYES = ((np.arange(36, 42), ((37, 41), (38, 40))), (np.arange(42, 48), ((43, 47), (44, 46))))
+CLOSING_FROM = 0.7  # the eye starts turning to skin when its lid gap falls below this share...
+SHUT = 0.1  # ...and is all skin below this share of the portrait's gap
+FILL_RADIUS = 0.12  # inpainting radius, as a fraction of the eye's width
 
 
-@dataclass
-class Curtain:
-    """One closing upper lid in one frame, in the expression crop (S px)."""
-
-    origin: np.ndarray  # (2,) the eye's first corner
-    ex: np.ndarray  # (2,) unit vector towards its other corner
-    ey: np.ndarray  # (2,) unit vector across the eye, down
-    length: float  # corner to corner
-    top: tuple[np.ndarray, np.ndarray]  # the open upper lid's knots along / across
-    edge: tuple[np.ndarray, np.ndarray]  # the lid's edge knots
-    eye: int  # 0 or 1
+def lid_gap(points: np.ndarray, eye: int) -> np.ndarray:
+    """Mean distance between the facing lid points of `eye` (0 or 1): (...,) for (..., 68, 2)."""
+    p = np.asarray(points, np.float64)
+    return np.mean([np.linalg.norm(p[..., a, :] - p[..., b, :], axis=-1) for a, b in EYES[eye][1]], axis=0)
 
 
-def _frame(points: np.ndarray, a: int, b: int):
-    o = points[a]
-    axis = points[b] - o
-    length = max(float(np.linalg.norm(axis)), 1e-3)
-    ex = axis / length
-    return o, ex, np.array([-ex[1], ex[0]]), length
+def closure(source_points: np.ndarray, target_points: np.ndarray) -> np.ndarray:
+    """How shut each target eye is (B, 2) in [0, 1]: 0 while its lid gap is at least
+    CLOSING_FROM of the portrait's, 1 from SHUT down, smooth in between."""
+    shares = np.stack([lid_gap(target_points, eye) / max(float(lid_gap(source_points, eye)), 1e-6)
+                       for eye in range(2)], axis=-1)
+    x = np.clip((CLOSING_FROM - shares) / (CLOSING_FROM - SHUT), 0.0, 1.0)
+    return x * x * (3.0 - 2.0 * x)
 
 
-def _knots(points: np.ndarray, idx: np.ndarray, o, ex, ey):
-    rel = points[idx] - o
-    return np.maximum.accumulate(rel @ ex), rel @ ey
-
-
-class EyelidPainter:
-    """Closes the upper eyelids over the eyes of a portrait; built once per portrait."""
-
-    def __init__(self, source_points_crop: np.ndarray):
-        p = np.asarray(source_points_crop, np.float64)
-        self.source_points = p
-        # each lid point in its eye's frame (along, across, in eye widths): where the lids sit
-        # when open, to follow the eye wherever it moves
-        self._open = []
-        self._source = []  # per eye: frame and upper-lid knots of the portrait, for the skin
-        for (a, b), upper, _, moving in EYES:
-            o, ex, ey, length = _frame(p, a, b)
-            rel = p[list(moving)] - o
-            self._open.append(np.stack([rel @ ex, rel @ ey], -1) / length)
-            self._source.append((o, ex, ey, length, _knots(p, upper, o, ex, ey)))
-
-    def open_lids(self, points: np.ndarray) -> np.ndarray:
-        """`points` (B, 68, 2) crop px with each eye's lids put back where the portrait has them
-        relative to the eye's corners, unless the target's eye is opened wider: the shape the
-        warp uses, so an eye is never squashed."""
-        out = np.array(points, np.float32, copy=True)
-        for ((a, b), _, _, moving), rel in zip(EYES, self._open):
-            axis = out[:, b] - out[:, a]
-            ex = axis / np.maximum(np.linalg.norm(axis, axis=-1, keepdims=True), 1e-6)
-            ey = np.stack([-ex[:, 1], ex[:, 0]], -1)
-            width = np.linalg.norm(axis, axis=-1)[:, None]
-            opened = out[:, None, a] + width[..., None] * (rel[None, :, :1] * ex[:, None] + rel[None, :, 1:] * ey[:, None])
-            gap = lambda lids: ((lids[:, 2:] - lids[:, :2]) * ey[:, None]).sum(-1).mean(-1)  # noqa: E731
-            wider = gap(out[:, list(moving)]) > gap(opened)
-            out[:, list(moving)] = np.where(wider[:, None, None], out[:, list(moving)], opened)
-        return out
-
-    def curtains(self, open_points: np.ndarray, target_points: np.ndarray) -> list[list[Curtain]]:
-        """Per frame, the lids that come down: `open_points` are what the warp used (see
-        `open_lids`), `target_points` where the motion stage put the lids."""
-        frames = []
-        for opened, target in zip(np.asarray(open_points, np.float64), np.asarray(target_points, np.float64)):
-            lids = []
-            for eye, ((a, b), upper, lower, _) in enumerate(EYES):
-                o, ex, ey, length = _frame(target, a, b)
-                top_x, top_y = _knots(opened, upper, o, ex, ey)
-                _, low_y = _knots(opened, lower, o, ex, ey)
-                share = np.clip((_knots(target, lower, o, ex, ey)[1] - _knots(target, upper, o, ex, ey)[1])
-                                / np.maximum(low_y - top_y, 1e-3), 0.0, 1.0)
-                share[[0, -1]] = 1.0  # the corners: the lids meet there anyway
-                edge_y = low_y - share * (low_y - top_y) + (1.0 - share) * OVERLAP * length
-                if (edge_y - top_y).max() > MIN_COVER * length:
-                    lids.append(Curtain(o, ex, ey, length, (top_x, top_y), (top_x, edge_y), eye))
-            frames.append(lids)
-        return frames
-
-    def box(self, curtain: Curtain) -> tuple[float, float, float, float]:
-        """(x0, y0, x1, y1) S px around what a curtain may paint."""
-        band = (LID_BAND + LASH) * curtain.length
-        pts = [curtain.origin + x * curtain.ex + (y - band) * curtain.ey for x, y in zip(*curtain.top)]
-        pts += [curtain.origin + x * curtain.ex + y * curtain.ey for x, y in zip(*curtain.edge)]
-        pts = np.array(pts)
-        return (*(pts.min(axis=0) - 1.0), *(pts.max(axis=0) + 1.0))
-
-    def paint(self, colour: np.ndarray, at_s: tuple[np.ndarray, np.ndarray], curtain: Curtain,
-              sample: Callable[[np.ndarray, np.ndarray], np.ndarray], px_per_s: float) -> np.ndarray:
-        """Draw `curtain` on `colour` (h, w, 3) float32, whose pixels sit at `at_s` (x, y) in the
-        expression crop; `sample(x, y)` reads the portrait's colour at crop px (S) positions of
-        the SOURCE crop; `px_per_s`: picture px per S px (for the edge's sharpness)."""
-        x, y = at_s
-        rel_x, rel_y = x - curtain.origin[0], y - curtain.origin[1]
-        u = rel_x * curtain.ex[0] + rel_y * curtain.ex[1]
-        v = rel_x * curtain.ey[0] + rel_y * curtain.ey[1]
-        band = (LID_BAND + LASH) * curtain.length
-        top = np.interp(u, *curtain.top) - band  # the crease, above the open lid's lashes
-        edge = np.interp(u, *curtain.edge)
-        inside = (u > 0) & (u < curtain.length) & (v >= top)
-        if not inside.any():
-            return colour
-        # the portrait's own lid, crease to lashes: its skin stretched from the crease down to
-        # just above the edge, its lash line (of constant thickness) on the edge
-        o, ex, ey, length, (kx, ky) = self._source[curtain.eye]
-        u_s = u * (length / curtain.length)
-        lash_t = LASH * curtain.length
-        skin_t = np.maximum(edge - top - lash_t, 1e-3)
-        depth = v - top  # below the crease
-        on_skin = np.clip(depth / skin_t, 0.0, 1.0)
-        on_lash = np.clip((depth - skin_t) / lash_t, 0.0, 1.0)
-        v_s = np.interp(u_s, kx, ky) - (LID_BAND + LASH) * length + on_skin * LID_BAND * length + on_lash * LASH * length
-        sx = o[0] + u_s * ex[0] + v_s * ey[0]
-        sy = o[1] + u_s * ex[1] + v_s * ey[1]
-        skin = sample(sx.astype(np.float32), sy.astype(np.float32))
-        fade = np.clip((edge - v) * px_per_s / EDGE_PX + 0.5, 0.0, 1.0)
-        alpha = (fade * fade * (3.0 - 2.0 * fade) * inside)[..., None]
-        return colour + (skin - colour) * alpha
+def closed_eye_layer(image: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The portrait (H, W, 3) uint8 with each eye filled in from what surrounds it, plus a
+    fourth channel: where the eyes are (255 inside, feathered over a pixel): (H, W, 4) uint8."""
+    out = np.ascontiguousarray(image).copy()
+    mask_all = np.zeros(image.shape[:2], np.uint8)
+    p = np.asarray(points, np.float64)
+    for polygon, _ in EYES:
+        eye = p[polygon]
+        width = max(float(np.linalg.norm(eye[3] - eye[0])), 2.0)
+        pad = int(np.ceil(width))
+        x0, y0 = np.maximum(np.floor(eye.min(axis=0)).astype(int) - pad, 0)
+        x1, y1 = np.minimum(np.ceil(eye.max(axis=0)).astype(int) + pad + 1, image.shape[1::-1])
+        if x1 - x0 < 3 or y1 - y0 < 3:
+            continue
+        mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        cv2.fillPoly(mask, [np.round((eye - (x0, y0)) * 16).astype(np.int32)], 255, lineType=cv2.LINE_AA, shift=4)
+        region = np.ascontiguousarray(out[y0:y1, x0:x1])
+        out[y0:y1, x0:x1] = cv2.inpaint(region, (mask > 0).astype(np.uint8),
+                                        max(1.0, FILL_RADIUS * width), cv2.INPAINT_TELEA)
+        mask_all[y0:y1, x0:x1] = np.maximum(mask_all[y0:y1, x0:x1], mask)
+    return np.dstack([out, mask_all])

@@ -40,7 +40,7 @@ from talkanim.motion.geometry import STABLE_POINTS, fit_similarities
 from talkanim.motion.retarget import transfer_pupils
 from talkanim.render.body import BodyFrame, BodyWarp
 from talkanim.render.crop import CropBox, crop_image, face_crop_box
-from talkanim.render.eyelids import EyelidPainter
+from talkanim.render.eyelids import EYES as EYE_POINTS, closed_eye_layer, closure
 from talkanim.render.mouth import MouthFiller
 from talkanim.render.paste import PasteRegion, to_tensor
 from talkanim.render.plate import HOLE_GROWTH, HOLE_THRESHOLD, background_plate, clean_matte, landmark_matte, pinned_edges
@@ -91,7 +91,6 @@ class FaceRenderer:
                                         fence=fence, device=self.device, dtype=dtype)
         self._src_s = to_tensor(self.source_crop, self.device, dtype)
         self.mouth = MouthFiller(self.source_points_crop, self.source_crop) if self.config.mouth_fill else None
-        self.eyelids = EyelidPainter(self.source_points_crop) if self.config.eyelids else None
         lin = torch.arange(s, device=self.device, dtype=dtype)
         self._identity = torch.stack(torch.meshgrid(lin, lin, indexing="xy"), -1)  # (S, S, 2) x, y
 
@@ -122,10 +121,11 @@ class FaceRenderer:
         self._layer = _resized(np.dstack([crop(image), crop(matte_u8)]), (pw, ph))
         self._plate = _resized(crop(self.plate), (pw, ph))
         self._orig = crop(image)
+        # the portrait with its eyes filled in with lid skin, and where the eyes are (eyelids.py)
+        self._eyes = _resized(crop(closed_eye_layer(image, face.points)), (pw, ph)) if self.config.eyelids else None
         # the body map is smooth and the face warp is piecewise affine on a raster of S/2 per
         # crop side: both are sampled about every two S pixels and interpolated in between
         self._stride = max(1, int(2.0 * box.side * self.scale / s))
-        self._paste_per_s = box.side * self.scale / s
         # where the output can differ from the portrait before the head moves: the person's
         # layer inside the body's reach (and the plate's hole around it), and the face crop
         person = (matte > HOLE_THRESHOLD)
@@ -231,14 +231,11 @@ class FaceRenderer:
             raise InputError(f"{len(heads)} head poses for {len(targets)} targets")
         t_crop, p_crop = self.expression_crop(targets, pupils, heads)
         heads = self.body.limit(heads)  # a head that would fold the neck or an edge moves less
-        # the warp keeps the eyes open; closing lids are painted over them (eyelids.py)
-        warp_points = self.eyelids.open_lids(t_crop) if self.eyelids is not None else t_crop
-        target_moving = moving_vertices(warp_points, p_crop, self._forehead)
+        target_moving = moving_vertices(t_crop, p_crop, self._forehead)
         smap = self.warp.sample_map(target_moving)  # (B, S, S, 2)
         b = smap.shape[0]
         # Corrections at S, in paste order: the portrait's mouth fill, the shots (also pasted at
-        # full resolution, see shots.py), the network's change of what the first two made; the
-        # closing eyelids come last, drawn at the picture's resolution.
+        # full resolution, see shots.py), the network's change of what the first two made.
         fill_delta = refine_delta = None
         shot_parts = []
         from_shots = shot_weights is not None and bool((np.asarray(shot_weights)[:, 1:] > 0).any())
@@ -257,7 +254,8 @@ class FaceRenderer:
                 if refined.shape != warped.shape:
                     raise ValueError(f"refine returned {tuple(refined.shape)}, expected {tuple(warped.shape)}")
                 refine_delta = (refined.to(self.dtype) - corrected) * 255.0
-        curtains = self.eyelids.curtains(warp_points, t_crop) if self.eyelids is not None else [[]] * b
+        # how shut each eye is: what the warp samples inside it comes from the closed-eye layer
+        shut = closure(self.source_points_crop, t_crop) if self._eyes is not None else np.zeros((b, 2))
         # everything below runs per frame on the CPU, in OpenCV (the output goes to the encoder)
         shifts = (smap - self._identity).float().cpu().numpy()  # (B, S, S, 2): the face warp's shift, S px
         as_hwc = lambda d: None if d is None else np.ascontiguousarray(d.permute(0, 2, 3, 1).float().cpu().numpy())  # noqa: E731
@@ -286,15 +284,16 @@ class FaceRenderer:
                 if refine_hwc is not None:
                     sub += _remap(refine_hwc[i], sx, sy)
                 colour[y0:y1, x0:x1] = np.clip(sub + 0.5, 0, 255).astype(np.uint8)
-            for curtain in curtains[i]:
-                lid = _fine_box(at_s, self.eyelids.box(curtain))
+            for eye in np.flatnonzero(shut[i] > 0.0):
+                lid = _fine_box(at_s, _eye_box(t_crop[i], eye))
                 if lid is None:
                     continue
                 ly0, ly1, lx0, lx1 = lid
+                closed = cv2.remap(self._eyes, tex_x[ly0:ly1, lx0:lx1], tex_y[ly0:ly1, lx0:lx1], cv2.INTER_LINEAR,
+                                   borderMode=cv2.BORDER_REPLICATE)
+                weight = closed[..., 3:].astype(np.float32) * np.float32(shut[i, eye] / 255.0)
                 sub = colour[ly0:ly1, lx0:lx1].astype(np.float32)
-                sub = self.eyelids.paint(sub, (at_s[0][ly0:ly1, lx0:lx1], at_s[1][ly0:ly1, lx0:lx1]), curtain,
-                                         self._sample_source, self._paste_per_s)
-                colour[ly0:ly1, lx0:lx1] = np.clip(sub + 0.5, 0, 255).astype(np.uint8)
+                colour[ly0:ly1, lx0:lx1] = np.clip(sub + (closed[..., :3] - sub) * weight + 0.5, 0, 255).astype(np.uint8)
             # background that moved (with the head or the face) is taken from the plate
             moved = np.clip(distance * np.float32(1.0 / PLATE_AFTER_PX), 0.0, 1.0)
             background = np.float32(1.0 / 255.0) * (np.float32(255.0) - layer[..., 3])
@@ -340,16 +339,6 @@ class FaceRenderer:
         fine = [cv2.resize(np.ascontiguousarray(coarse[..., c]), (nw * k, nh * k), interpolation=cv2.INTER_LINEAR)
                 [k:k + h, k:k + w] for c in range(5)]
         return fine[0], fine[1], fine[2], (fine[3], fine[4])
-
-    def _sample_source(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """The portrait's colour (float32, 0..255) at positions of its face crop (S px), read from
-        the paste-resolution picture."""
-        box, reg, s = self.crop_box, self.region, self.size
-        tex_x = ((box.x0 + x * (box.side / s)) - reg.x0 + 0.5) * self._fx - 0.5
-        tex_y = ((box.y0 + y * (box.side / s)) - reg.y0 + 0.5) * self._fy - 0.5
-        layer = cv2.remap(self._layer, tex_x.astype(np.float32), tex_y.astype(np.float32), cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REPLICATE)
-        return layer[..., :3].astype(np.float32)
 
     def _window(self, heads: np.ndarray) -> tuple[int, int, int, int]:
         """Paste-px rows/columns (r0, r1, c0, c1) of the region that can change in these frames:
@@ -422,6 +411,13 @@ def _support(fill: torch.Tensor | None, refine: torch.Tensor | None, shots: list
     if rows.numel() == 0:
         return None
     return float(cols[0]) - 1.0, float(rows[0]) - 1.0, float(cols[-1]) + 1.0, float(rows[-1]) + 1.0
+
+
+def _eye_box(points: np.ndarray, eye: int) -> tuple[float, float, float, float]:
+    """(x0, y0, x1, y1) around an eye of `points` (68, 2), an eye's width of margin around it."""
+    p = np.asarray(points, np.float64)[EYE_POINTS[eye][0]]
+    margin = np.linalg.norm(p[3] - p[0])
+    return (*(p.min(axis=0) - margin), *(p.max(axis=0) + margin))
 
 
 def _fine_box(at_s: tuple[np.ndarray, np.ndarray], active) -> tuple[int, int, int, int] | None:

@@ -51,6 +51,7 @@ FLIP_AREA = 0.5
 # Vertices of the openings that may close to a line: the inner lips, each eye with its pupil
 # (the pupils follow the 78 landmarks and forehead points among the moving vertices).
 OPENINGS = (np.arange(60, 68), np.r_[36:42, 78], np.r_[42:48, 79])
+SHUT_GAP = 0.25  # an eye whose lid gap is below this share of the source's counts as shut
 UNTANGLE_STEPS = 8  # halvings of a flipped triangle's displacement before it is set to the layout
 
 
@@ -240,6 +241,11 @@ class PiecewiseAffineWarp:
         inside = np.zeros(self.num_triangles, bool)
         for opening in OPENINGS:
             inside |= np.isin(self.triangles, opening).all(axis=1)
+        # the inside of each eye: once its lids meet, the pupil's triangles there overlap in
+        # pairs on the lid line (no area is shown inverted), so they are not folds
+        self._eye_inside = [np.isin(self.triangles, opening).all(axis=1) for opening in OPENINGS[1:]] \
+            if self.num_moving >= 80 else []
+        self._eye_gap = [self._lid_gap(self.source_vertices[None], eye)[0] for eye in range(len(self._eye_inside))]
         source_areas = _signed_areas(self.source_vertices.astype(np.float64), self.triangles) * self.orientation
         self._source_areas = np.where(inside, 0.0, np.maximum(source_areas, 0.0))
         self._src_tri = self.source_vertices[self.triangles].astype(np.float32)  # (T, 3, 2)
@@ -266,8 +272,19 @@ class PiecewiseAffineWarp:
         """(B, T) bool: target triangles turned over relative to the layout (a fold), or, outside
         the mouth and eye openings, squeezed below MIN_AREA_RATIO of their source area (skin
         crushed into a seam, e.g. a dropped jaw pressed against the fixed ring)."""
-        areas = _signed_areas(np.asarray(target_vertices, np.float64), self.triangles) * self.orientation
-        return (areas < -FLIP_AREA) | (areas < MIN_AREA_RATIO * self._source_areas)
+        target_vertices = np.asarray(target_vertices, np.float64)
+        areas = _signed_areas(target_vertices, self.triangles) * self.orientation
+        bad = (areas < -FLIP_AREA) | (areas < MIN_AREA_RATIO * self._source_areas)
+        for eye, inside in enumerate(self._eye_inside):
+            shut = self._lid_gap(target_vertices, eye) < SHUT_GAP * max(self._eye_gap[eye], 1e-6)
+            bad &= ~(shut[:, None] & inside[None])
+        return bad
+
+    @staticmethod
+    def _lid_gap(vertices: np.ndarray, eye: int) -> np.ndarray:
+        """Mean distance between the facing lid points of eye 0 or 1: (B,)."""
+        pairs = FACING[3:5] if eye == 0 else FACING[5:7]
+        return np.mean([np.linalg.norm(vertices[:, a] - vertices[:, b], axis=-1) for a, b in pairs], axis=0)
 
     def untangle(self, target_vertices: np.ndarray) -> np.ndarray:
         """The targets (B, V, 2) with every flipped triangle's moving vertices pulled back
