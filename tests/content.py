@@ -97,6 +97,7 @@ def track(frames: np.ndarray, fps: float = 25.0) -> np.ndarray:
     from talkanim.config import TrackConfig
     from talkanim.landmarks import make_detector, track_frames
 
+    frames = np.asarray(frames).astype(np.uint8, copy=False)
     h, w = frames.shape[1:3]
     result = track_frames(iter(frames), make_detector("dlib"), fps=fps, size=(w, h),
                           config=TrackConfig(smooth=False))
