@@ -173,20 +173,35 @@ def test_bad_shot_weights_are_refused(clip):
         renderer.render_batch(faces[SHOT_FRAME].points[None], shot_weights=np.array([[0.0, 0.5, 0.5]]))
 
 
-def test_animate_with_a_shot_warps_open_mouthed_frames_from_it(tmp_path, clip, example_driver):
-    """End to end through the CLI: the shot changes exactly the frames it is chosen for."""
+# The shot as another camera would take it: warmer white balance (red up 25 %, blue down 28 %).
+WARM = (1.25, 1.0, 0.72)
+
+
+@pytest.fixture(scope="module")
+def with_a_warm_shot(tmp_path_factory, clip, example_driver) -> dict[str, np.ndarray]:
+    """The example clip driving its closed-mouth frame, once alone ("plain") and once with the
+    open-mouthed frame recoloured to another white balance as `--shot` ("shot"); and "warm",
+    that shot picture."""
     frames, _ = clip
-    iio.imwrite(tmp_path / "portrait.png", frames[PORTRAIT_FRAME])
-    iio.imwrite(tmp_path / "open.png", frames[SHOT_FRAME])
-    outputs = {}
-    for name, extra in (("plain", []), ("shot", ["--shot", str(tmp_path / "open.png")])):
-        out = tmp_path / f"{name}.mp4"
-        proc = subprocess.run([sys.executable, "-m", "talkanim", "animate", str(tmp_path / "portrait.png"),
+    folder = tmp_path_factory.mktemp("warm")
+    warm = np.clip(frames[SHOT_FRAME].astype(np.float64) * WARM + 0.5, 0, 255).astype(np.uint8)
+    iio.imwrite(folder / "portrait.png", frames[PORTRAIT_FRAME])
+    iio.imwrite(folder / "warm.png", warm)
+    outputs = {"warm": warm}
+    for name, extra in (("plain", []), ("shot", ["--shot", str(folder / "warm.png")])):
+        out = folder / f"{name}.mp4"
+        proc = subprocess.run([sys.executable, "-m", "talkanim", "animate", str(folder / "portrait.png"),
                                str(example_driver), "-o", str(out), "--model", "none", "--json", *extra],
                               capture_output=True, timeout=300)
         assert proc.returncode == 0, proc.stderr.decode()[-2000:]
         assert json.loads(proc.stdout)["frames"] == 100
-        outputs[name] = np.stack(list(iter_frames(out))).astype(np.int16)
+        outputs[name] = np.stack(list(iter_frames(out)))
+    return outputs
+
+
+def test_animate_with_a_shot_warps_open_mouthed_frames_from_it(with_a_warm_shot):
+    """End to end through the CLI: the shot changes exactly the frames it is chosen for."""
+    outputs = {k: v.astype(np.int16) for k, v in with_a_warm_shot.items()}
     changed = np.abs(outputs["shot"] - outputs["plain"]).mean(axis=(1, 2, 3))
     # the driver's widest stretch (frames 27-32) comes from the shot; the frames before it come
     # from the portrait and are unchanged but for the encoder's spread (x264 codes frames from
@@ -195,6 +210,21 @@ def test_animate_with_a_shot_warps_open_mouthed_frames_from_it(tmp_path, clip, e
     assert (changed[27:33] > 1.0).all(), changed[20:34].round(2)
     assert (changed[:17] == 0).all(), changed[:17].round(4)
     assert (changed[17:20] < 0.1).all(), changed[17:20].round(4)
+
+
+def test_a_shot_with_another_white_balance_takes_the_portraits_colours(with_a_warm_shot, clip):
+    """The shot's face comes in with the portrait's colours: on the frames it serves (27-32),
+    the face's mean colour stays within 3 levels per channel of the portrait-only render
+    (measured at most 0.85 on red, 0.86 on green, 2.1 on blue), although the shot picture's
+    own face is 46 levels redder and 36 less blue than the portrait's."""
+    frames, faces = clip
+    inside = face_mask(faces[SHOT_FRAME].points, 320)[:320, :320] > 0.5  # where the face is on those frames
+    shot_cast = with_a_warm_shot["warm"][inside].mean(axis=0) - frames[PORTRAIT_FRAME][inside].mean(axis=0)
+    assert shot_cast[0] > 30 and shot_cast[2] < -25, shot_cast  # the shot really looks different
+    for k in range(27, 33):
+        plain = with_a_warm_shot["plain"][k][inside].mean(axis=0)
+        shot = with_a_warm_shot["shot"][k][inside].mean(axis=0)
+        assert np.abs(shot - plain).max() < 3.0, (k, shot - plain)
 
 
 def test_animate_blends_several_shots_unless_told_not_to(tmp_path, clip, example_driver):
