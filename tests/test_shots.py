@@ -227,30 +227,50 @@ def test_a_shot_with_another_white_balance_takes_the_portraits_colours(with_a_wa
         assert np.abs(shot - plain).max() < 3.0, (k, shot - plain)
 
 
-def test_animate_blends_several_shots_unless_told_not_to(tmp_path, clip, example_driver):
+@pytest.fixture(scope="module")
+def two_shots(tmp_path_factory, clip, example_driver) -> dict:
+    """The example clip driving its closed-mouth frame with two more pictures of the person
+    (frames 28 and 45): named with `--shot` twice ("blend", the default three-picture blend),
+    the same with `--shot-blend 1` ("nearest"), and as a `--shots` folder ("folder")."""
+    frames, _ = clip
+    folder = tmp_path_factory.mktemp("two_shots")
+    extra = {i: f for i, f in enumerate(iter_frames(example_driver)) if i == 45}
+    (folder / "shots").mkdir()
+    iio.imwrite(folder / "portrait.png", frames[PORTRAIT_FRAME])
+    iio.imwrite(folder / "shots" / "open.png", frames[SHOT_FRAME])
+    iio.imwrite(folder / "shots" / "other.png", extra[45])
+    named = ["--shot", str(folder / "shots" / "open.png"), "--shot", str(folder / "shots" / "other.png")]
+
+    def animate(name, *options):
+        out = folder / f"{name}.mp4"
+        proc = subprocess.run([sys.executable, "-m", "talkanim", "animate", str(folder / "portrait.png"),
+                               str(example_driver), "-o", str(out), "--model", "none", *options],
+                              capture_output=True, timeout=300)
+        return out, proc
+
+    outputs = {"animate": animate}
+    for name, options in (("blend", named), ("nearest", [*named, "--shot-blend", "1"]),
+                          ("folder", ["--shots", str(folder / "shots")])):
+        out, proc = animate(name, *options)
+        assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+        outputs[name] = np.stack(list(iter_frames(out))).astype(np.int16)
+    return outputs
+
+
+def test_animate_blends_several_shots_unless_told_not_to(two_shots):
     """With two shots (three pictures) the default blends the two nearest; `--shot-blend 1`
     takes the nearest alone, so some frames differ; `--shot-blend 0` is a usage error."""
-    import imageio.v3 as iio
-
-    frames, _ = clip
-    extra = {i: f for i, f in enumerate(iter_frames(example_driver)) if i == 45}
-    iio.imwrite(tmp_path / "portrait.png", frames[PORTRAIT_FRAME])
-    iio.imwrite(tmp_path / "open.png", frames[SHOT_FRAME])
-    iio.imwrite(tmp_path / "other.png", extra[45])
-
-    def animate(*options):
-        out = tmp_path / f"out{len(list(tmp_path.glob('out*.mp4')))}.mp4"
-        return out, subprocess.run([sys.executable, "-m", "talkanim", "animate", str(tmp_path / "portrait.png"),
-                                    str(example_driver), "-o", str(out), "--model", "none", "--shot",
-                                    str(tmp_path / "open.png"), "--shot", str(tmp_path / "other.png"), *options],
-                                   capture_output=True, timeout=300)
-
-    outputs = []
-    for options in ((), ("--shot-blend", "1")):
-        out, proc = animate(*options)
-        assert proc.returncode == 0, proc.stderr.decode()[-2000:]
-        outputs.append(np.stack(list(iter_frames(out))).astype(np.int16))
-    changed = np.abs(outputs[0] - outputs[1]).mean(axis=(1, 2, 3))
+    changed = np.abs(two_shots["blend"] - two_shots["nearest"]).mean(axis=(1, 2, 3))
     assert len(changed) == 100 and (changed > 0.5).sum() >= 10, changed.round(2)
-    out, proc = animate("--shot-blend", "0")
+    out, proc = two_shots["animate"]("zero", "--shot-blend", "0")
     assert proc.returncode == 2 and not out.exists()
+
+
+def test_a_shots_folder_serves_like_naming_each_picture(two_shots, with_a_warm_shot):
+    """`--shots DIR` uses every picture of the folder as `--shot` does: the same frames as
+    naming them one by one, and frames that differ from the portrait alone where the pictures
+    serve (measured: with three pictures to blend, all 100 frames change by more than 0.5 levels)."""
+    assert np.abs(two_shots["folder"] - two_shots["blend"]).max() == 0
+    alone = with_a_warm_shot["plain"].astype(np.int16)  # the same portrait and driver, no shots
+    changed = np.abs(two_shots["folder"] - alone).mean(axis=(1, 2, 3))
+    assert (changed > 0.5).sum() >= 10, changed.round(2)
