@@ -142,6 +142,15 @@ def test_missing_source(tmp_path, short_driver):
     assert leftovers(tmp_path) == []
 
 
+def test_debug_shows_where_an_error_came_from(tmp_path, short_driver):
+    """`--debug` adds the traceback to the one error line (and keeps the exit code)."""
+    proc = run_cli("animate", tmp_path / "nope.jpg", short_driver, "-o", tmp_path / "o.mp4", "--debug")
+    assert proc.returncode == 2
+    stderr = proc.stderr.decode()
+    assert "Traceback (most recent call last)" in stderr and "talkanim/api.py" in stderr
+    assert stderr.strip().splitlines()[-1].startswith("error: source not found")
+
+
 def test_source_not_an_image(tmp_path, short_driver):
     fake = tmp_path / "notes.jpg"
     fake.write_text("this is not a picture\n")

@@ -99,6 +99,16 @@ def test_auto_model_follows_the_manifest(tmp_path, example_portrait, tiny_driver
         assert "model: hybrid, fine-tuned 0 steps" in proc.stderr.decode()
 
 
+def test_model_and_finetune_steps_come_from_the_environment(tmp_path, example_portrait, tiny_driver):
+    """TALKANIM_MODEL and TALKANIM_FINETUNE_STEPS act like --model and --finetune-steps."""
+    from tests.content import run_cli
+
+    env = {**os.environ, "TALKANIM_MODEL": "hybrid", "TALKANIM_FINETUNE_STEPS": "0"}  # default: none, ~150 steps
+    proc = run_cli("animate", example_portrait, tiny_driver, "-o", tmp_path / "hybrid.mp4", "--json", env=env)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert json.loads(proc.stdout)["model"] == "hybrid" and "model: hybrid, fine-tuned 0 steps" in proc.stderr.decode()
+
+
 def test_the_installed_manifest_says_what_the_readme_says():
     """README: the shipped weights do not beat the warp, "so the default is the warp alone"."""
     from talkanim.model.shipped import default_mode
