@@ -371,7 +371,12 @@ def test_sigint_mid_write_cleans_up(tmp_path: Path) -> None:
     assert proc.stdout.readline().strip() == b"ready"
     time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=20)
+    try:
+        _, err = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()  # never leave an endless writer behind (e.g. SIGINT ignored by the caller)
+        proc.communicate()
+        raise
     assert proc.returncode != 0 and b"KeyboardInterrupt" in err
     assert _leftovers(tmp_path) == []
     # The ffmpeg it started (own session, so it never saw the SIGINT) was killed, not orphaned.
