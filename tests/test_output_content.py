@@ -304,14 +304,18 @@ def test_absolute_motion_takes_the_drivers_face_shape(folder, talking, talking_p
 
 
 def test_landmarks_option_picks_the_backend(folder, talking):
-    """`--landmarks dlib` is what the output reports; `--landmarks fan` without its weights and
-    without internet fails at once with a pointer to dlib (exit 6)."""
+    """`--landmarks dlib` is the backend the output reports (and used without a word about FAN)."""
+    run = animate(folder, "dlib", talking, "--landmarks", "dlib", "--json", "--no-audio")
+    assert run.result["landmarks"] == "dlib" and "FAN" not in run.stderr
+
+
+def test_landmarks_fan_without_its_weights_offline_fails_at_once(folder, talking):
+    """`--landmarks fan` with no FAN weights and no internet: exit 6 within seconds, pointing
+    to dlib, and no output."""
     from talkanim.landmarks import fan_backend
 
-    run = animate(folder, "dlib", talking, "--landmarks", "dlib", "--json", "--no-audio")
-    assert run.result["landmarks"] == "dlib"
-    if fan_backend.weights_present():
-        pytest.skip("FAN weights are present here: --landmarks fan runs")
+    if fan_backend.weights_present() or fan_backend._online(fan_backend._weights_url()):
+        pytest.skip("FAN weights are present or downloadable here: --landmarks fan runs")
     out = folder / "fan.mp4"
     proc = run_cli("animate", PORTRAIT, talking, "-o", out, "--landmarks", "fan", timeout=60)
     assert proc.returncode == 6 and "--landmarks dlib" in proc.stderr.decode(), proc.stderr.decode()
