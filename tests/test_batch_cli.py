@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.content import EXAMPLES, ok, read_frames, run_cli, write_video
+from tests.content import EXAMPLES, read_frames, run_cli, write_video
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ module and checked by several tests.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
