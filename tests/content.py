@@ -62,7 +62,10 @@ def first_timestamp(path: Path, stream: str = "v") -> float:
 def decode_audio(path: Path, rate: int = 16000) -> np.ndarray:
     """The first audio stream of `path`, mono float32 in [-1, 1] at `rate` Hz; empty when the
     file has no audio stream."""
-    proc = subprocess.run([FFMPEG, "-hide_banner", "-loglevel", "error", "-i", str(path), "-map", "0:a:0?",
+    banner = subprocess.run([FFMPEG, "-hide_banner", "-i", str(path)], capture_output=True).stderr.decode(errors="replace")
+    if not re.search(r"Stream #.*: Audio:", banner):
+        return np.zeros(0, np.float32)
+    proc = subprocess.run([FFMPEG, "-hide_banner", "-loglevel", "error", "-i", str(path), "-map", "0:a:0",
                            "-vn", "-ac", "1", "-ar", str(rate), "-f", "s16le", "-"], capture_output=True)
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")
     return np.frombuffer(proc.stdout, np.int16).astype(np.float32) / 32768.0
