@@ -169,4 +169,7 @@ def test_self_reenactment_warp_beats_repeating_the_source(data_dir, session, tmp
             scores[name].append((l1, ssim))
     warp, repeat = np.mean(scores["warp"], 0), np.mean(scores["repeat"], 0)
     print(f"self-reenactment L1/SSIM: warp {warp.round(4)} repeat {repeat.round(4)}")
-    assert warp[0] < repeat[0] and warp[1] > repeat[1]
+    # Margins, not a bare comparison: measured warp L1 0.140 / SSIM 0.416 against 0.170 / 0.295
+    # for repeating frame 0; a warp applying only 15 % of the motion scored SSIM 0.305.
+    assert warp[0] < repeat[0] - 0.015, (warp, repeat)
+    assert warp[1] > repeat[1] + 0.06, (warp, repeat)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import time
 from pathlib import Path
 
@@ -172,8 +174,10 @@ def test_evaluate_end_to_end(data_dir, tmp_path, monkeypatch):
         row = {m: rep.summary(t, m) for m in ("copy", "warp", "oracle")}
         print(f"T={t}: " + "; ".join(f"{m} SSIM {r['ssim']:.3f} L1 {r['l1']:.4f} CSIM {r['csim']:.3f} "
                                      f"AKD {r['akd']:.2f}" for m, r in row.items()))
-        assert row["copy"]["ssim"] < row["warp"]["ssim"]
-        assert row["copy"]["akd"] > row["warp"]["akd"]
+        # Margins (measured T = 1 / 8: SSIM copy 0.233 / 0.341, warp 0.398 / 0.424; AKD copy
+        # 13.7 / 8.6 px, warp 1.3 / 1.3 px): the warp must beat copying clearly, not by a hair.
+        assert row["warp"]["ssim"] > row["copy"]["ssim"] + 0.04
+        assert row["warp"]["akd"] < 0.3 * row["copy"]["akd"]
         assert row["oracle"]["ssim"] > 0.999 and row["oracle"]["l1"] < 1e-6
         assert row["oracle"]["csim"] > 0.9999 and row["oracle"]["akd"] < 1e-6
     # head to head with the warp: the oracle wins every metric on the clip, the copy loses SSIM
@@ -253,7 +257,9 @@ def test_model_method_plugs_in(data_dir, tmp_path):
         real = np.stack([clip.frames[70], clip.frames[80]]).astype(int)
         error = np.abs(frames.astype(int) - real).mean(axis=(1, 2, 3))
         unchanged = np.abs(clip.frames[0].astype(int)[None] - real).mean(axis=(1, 2, 3))
-        assert (error < unchanged).all() if mode == "hybrid" else (error > unchanged).all(), (error, unchanged)
+        # margin for the hybrid: error / unchanged measured 0.81 / 0.86 (a warp that applied only
+        # 15 % of the motion: 0.98 / 0.98); the paper model's noise: 1.13 / 1.32
+        assert (error < 0.92 * unchanged).all() if mode == "hybrid" else (error > unchanged).all(), (error, unchanged)
         wrong = ModelMethod("hybrid" if mode == "paper" else "paper", path)
         assert f"holds a '{mode}' model" in wrong.unavailable_reason()
 
@@ -293,3 +299,122 @@ def test_evaluate_scores_only_the_longest_camera_shot(tmp_path, edited_clip):
     assert entry["shot_frames"]["1"] == [24] and min(entry["shot_frames"]["4"]) == 24
     assert min(entry["driver_frames"]) >= 24 + 100 // 3
     assert "camera cuts at frames 24; scored on its longest shot, frames 24-123" in rep.report_md.read_text()
+
+
+# ------------------------------------------------------------------ the command, as a user runs it
+def _finite_in(value, lo: float, hi: float) -> bool:
+    return value is not None and np.isfinite(value) and lo <= value <= hi
+
+
+def test_evaluate_command_reports_numbers_that_make_sense(tmp_path, example_driver, example_portrait):
+    """`talkanim evaluate` on the shipped clip (self-reenactment at T = 1 and 4) with the shipped
+    portrait driven by it: the four files, `--json` printing what results.json holds, every
+    score in its range, and the warp clearly ahead of copying a shot. Measured at T = 1: SSIM
+    0.336 vs 0.179, AKD 1.95 vs 23.2 px; cross-person mouth / eye r 0.99 / 0.95 for the warp,
+    -0.34 / 0.04 for the static copy (its r is the noise floor)."""
+    from tests.content import ok, run_cli
+
+    out = tmp_path / "report"
+    proc = ok(run_cli("evaluate", example_driver, "--shots", "1,4", "--methods", "copy,warp", "--max-frames", "8",
+                      "--every", "4", "--csim-frames", "2", "--portrait", example_portrait, "-o", out, "--json"))
+    printed = json.loads(proc.stdout)
+    assert printed == json.loads((out / "results.json").read_text())
+    for name in ("chart.png", "grid.png"):
+        import cv2
+
+        image = cv2.imread(str(out / name))
+        assert image is not None and min(image.shape[:2]) > 100, name
+    report = (out / "report.md").read_text()
+    summary = printed["summary"]
+    for t in ("1", "4"):
+        assert f"## T = {t}" in report
+        for method in ("copy", "warp"):
+            row = summary[t][method]
+            assert row["available"] and row["clips"] == 1
+            assert _finite_in(row["ssim"], 0, 1) and _finite_in(row["l1"], 0, 1) and _finite_in(row["akd"], 0, 100)
+            assert _finite_in(row["csim"], -1, 1) and _finite_in(row["psnr"], 0, 100)
+            assert f"| {method} | {row['ssim']:.3f} | {row['l1']:.4f} |" in report  # the table shows them
+        # the warp beats copying a shot: AKD by far at every T, SSIM clearly at T = 1
+        assert summary[t]["warp"]["akd"] < 0.3 * summary[t]["copy"]["akd"], summary[t]
+    assert summary["1"]["warp"]["ssim"] > summary["1"]["copy"]["ssim"] + 0.05, summary["1"]
+    cross = printed["cross_summary"]
+    assert cross["warp"]["mouth_r"] > 0.8 and cross["warp"]["eye_r"] > 0.8, cross
+    assert cross["copy"]["mouth_r"] < 0.5, cross
+    assert _finite_in(cross["warp"]["csim_source"], 0.9, 1.0), cross
+    assert "Cross-reenactment" in report
+
+
+def _readme_text(path: Path) -> str:
+    return " ".join(path.read_text().split())
+
+
+def _table_row(markdown: str, *first_cells: str) -> list[float]:
+    """The numbers of the first table row of `markdown` that starts with `first_cells`."""
+    for line in markdown.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[: len(first_cells)] == list(first_cells):
+            return [float(c) for c in cells[len(first_cells):] if c.replace(".", "", 1).lstrip("-").isdigit()]
+    raise AssertionError(f"no table row {first_cells} found")
+
+
+@pytest.fixture(scope="module")
+def validation_run(data_dir, tmp_path_factory) -> dict:
+    """The README's Results command at T = 1 for copy and warp, Mona Lisa as the portrait."""
+    from tests.content import ok, run_cli
+
+    clips = [data_dir / "videos" / "KwaiVGI__LivePortrait" / f"{n}.mp4" for n in ("d11", "d13", "d18")]
+    clips.append(data_dir / "videos" / "ageitgey__face_recognition" / "short_hamilton_clip.mp4")
+    out = tmp_path_factory.mktemp("validation")
+    proc = ok(run_cli("evaluate", *clips, "--shots", "1", "--methods", "copy,warp", "--max-frames", "40",
+                      "--finetune-steps", "0", "--portrait", data_dir / "portraits" / "KwaiVGI__LivePortrait" / "s9.jpg",
+                      "-o", out, "--json", "-q", timeout=900))
+    return json.loads(proc.stdout)
+
+
+SLOW = pytest.mark.skipif(os.environ.get("TALKANIM_SLOW") != "1", reason="slow: set TALKANIM_SLOW=1 to run it")
+
+
+@SLOW
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_readme_cross_person_numbers_are_what_evaluate_measures(validation_run):
+    """README: the Mona Lisa driven by the four validation clips, "mouth opening follows the
+    driver's with r = 0.68 (warp)" and "CSIM 0.939"; the validation report adds eye r 0.555.
+    Measured again: 0.683, 0.939, 0.555 (identical on this machine). Tolerance: the README's
+    rounding plus 0.01 for other library builds. The static copy is the noise floor (-0.085)."""
+    from tests.content import REPO
+
+    readme = _readme_text(REPO / "README.md")
+    found = re.search(r"mouth opening follows the driver's with r = ([\d.]+) \(warp\) and keeps the "
+                      r"portrait's identity \(CSIM ([\d.]+)\)", readme)
+    assert found, "the README no longer states the cross-person mouth r and CSIM"
+    mouth_r, csim = map(float, found.groups())
+    report = (REPO / "docs" / "results" / "validation_report.md").read_text()
+    cross_table = report[report.index("## Cross-reenactment"):]
+    warp_row = _table_row(cross_table, "warp")  # CSIM, mouth r, eye r, target mouth r, target eye r, pairs
+    measured = validation_run["cross_summary"]
+    print(f"cross warp: {measured['warp']}; copy: {measured['copy']}")
+    assert abs(measured["warp"]["mouth_r"] - mouth_r) <= 0.015, (measured["warp"], mouth_r)
+    assert abs(measured["warp"]["csim_source"] - csim) <= 0.0015, (measured["warp"], csim)
+    assert abs(measured["warp"]["eye_r"] - warp_row[2]) <= 0.0105, (measured["warp"], warp_row)
+    assert measured["warp"]["mouth_r"] > measured["copy"]["mouth_r"] + 0.5
+
+
+@SLOW
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_readme_results_table_at_one_shot_is_what_evaluate_measures(validation_run):
+    """The README's Results table, T = 1 rows of copy and warp: SSIM, L1, PSNR, CSIM, AKD and
+    mouth SSIM measured again agree to the printed precision (plus one unit for other library
+    builds). Measured: copy 0.640 / 0.0887 / 20.6 / 0.954 / 10.89 / 0.363, warp 0.716 / 0.0801 /
+    22.6 / 0.960 / 3.26 / 0.618 (identical)."""
+    from tests.content import REPO
+
+    readme = (REPO / "README.md").read_text()
+    summary = validation_run["summary"]["1"]
+    keys = ("ssim", "l1", "psnr", "csim", "akd", "ssim_mouth")
+    tolerance = (0.0015, 0.00015, 0.15, 0.0015, 0.015, 0.0015)  # the printed digits, plus one unit
+    for method, label in (("copy", "copy the source"), ("warp", "warp")):
+        stated = _table_row(readme, "1", label)
+        for key, value, tol in zip(keys, stated, tolerance):
+            assert abs(summary[method][key] - value) <= tol, (method, key, summary[method][key], value)

@@ -51,6 +51,40 @@ def open_mouth(points: np.ndarray, amount: float) -> np.ndarray:
     return out
 
 
+def _rotate(points: np.ndarray, degrees: float) -> np.ndarray:
+    centre = points.mean(axis=0)
+    t = np.radians(degrees)
+    return (points - centre) @ np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]]).T + centre
+
+
+def test_rendered_faces_reach_their_target_landmarks(astronaut, face):
+    """Landmarks re-detected on the rendered frames land on the targets they were rendered for.
+
+    Margin: the mean error over the points a target moves stays under 0.4 of how far they
+    moved (measured 0.07-0.28, i.e. 0.5-1.9 px); a warp that applied 15 % of the motion would
+    score about 0.85, the identity 1.0."""
+    p = face.points.astype(np.float64)
+    brows = p.copy()
+    brows[17:27] -= (0.0, 4.0)
+    targets = {
+        "mouth opened 10 px": open_mouth(p, 10),
+        "head moved (5, -4) px": p + (5.0, -4.0),
+        "head tilted 8 deg": _rotate(p, 8),
+        "brows raised 4 px": brows,
+        "face 8 % larger": (p - p.mean(0)) * 1.08 + p.mean(0),
+        "all at once": _rotate(open_mouth(p, 8), -5) + (3.0, 3.0),
+    }
+    frames = FaceRenderer(astronaut, face, RenderConfig()).render_batch(np.stack(list(targets.values())).astype(np.float32))
+    for (name, target), frame in zip(targets.items(), frames):
+        found = dlib_face(frame)
+        assert found is not None, name
+        moved = np.linalg.norm(target - p, axis=1) > 1.0
+        travel = np.linalg.norm(target - p, axis=1)[moved].mean()
+        error = np.linalg.norm(found.points - target, axis=1)[moved].mean()
+        print(f"{name}: moved {travel:.2f} px, error {error:.2f} px")
+        assert error < 0.4 * travel, (name, error, travel)
+
+
 def test_identity_target_reproduces_source(astronaut, face):
     r = FaceRenderer(astronaut, face, RenderConfig())
     out = r.render(face.points)
@@ -192,8 +226,10 @@ def test_self_reenactment_beats_repeating_the_source(data_dir, clip):
     print(f"{clip}: warp SSIM {np.mean(s_w):.3f} L1 {np.mean(l1_w):.4f} | "
           f"repeat SSIM {np.mean(s_r):.3f} L1 {np.mean(l1_r):.4f} over {len(s_w)} frames | "
           f"source opening {opening:.3f}, mouth L1 fill {np.mean(m_fill):.4f} vs no fill {np.mean(m_plain):.4f}")
-    assert np.mean(s_w) > np.mean(s_r)
-    assert np.mean(l1_w) < np.mean(l1_r)
+    # Margins over repeating the source (measured SSIM +0.093 / +0.067, L1 -0.019 / -0.018 on
+    # KatieHill / d12); a warp that barely moves the face lands near the source's own scores.
+    assert np.mean(s_w) > np.mean(s_r) + 0.03
+    assert np.mean(l1_w) < np.mean(l1_r) - 0.008
     # the mouth fill paints what warping cannot: with a closed source mouth it must get closer to
     # the real open mouths (measured d12: 0.0481 -> 0.0452); with an open one (KatieHill, 0.132)
     # it carries the source's own interior and must not make things worse (0.1257 -> 0.1267)

@@ -173,23 +173,38 @@ def test_bad_shot_weights_are_refused(clip):
         renderer.render_batch(faces[SHOT_FRAME].points[None], shot_weights=np.array([[0.0, 0.5, 0.5]]))
 
 
-def test_animate_with_a_shot_warps_open_mouthed_frames_from_it(tmp_path, clip, example_driver):
-    """End to end through the CLI: the shot changes exactly the frames it is chosen for."""
+# The shot as another camera would take it: warmer white balance (red up 25 %, blue down 28 %).
+WARM = (1.25, 1.0, 0.72)
+
+
+@pytest.fixture(scope="module")
+def with_a_warm_shot(tmp_path_factory, clip, example_driver) -> dict[str, np.ndarray]:
+    """The example clip driving its closed-mouth frame, once alone ("plain") and once with the
+    open-mouthed frame recoloured to another white balance as `--shot` ("shot"); and "warm",
+    that shot picture."""
     frames, _ = clip
-    iio.imwrite(tmp_path / "portrait.png", frames[PORTRAIT_FRAME])
-    iio.imwrite(tmp_path / "open.png", frames[SHOT_FRAME])
-    outputs = {}
-    for name, extra in (("plain", []), ("shot", ["--shot", str(tmp_path / "open.png")])):
-        out = tmp_path / f"{name}.mp4"
+    folder = tmp_path_factory.mktemp("warm")
+    warm = np.clip(frames[SHOT_FRAME].astype(np.float64) * WARM + 0.5, 0, 255).astype(np.uint8)
+    iio.imwrite(folder / "portrait.png", frames[PORTRAIT_FRAME])
+    iio.imwrite(folder / "warm.png", warm)
+    outputs = {"warm": warm}
+    for name, extra in (("plain", []), ("shot", ["--shot", str(folder / "warm.png")])):
+        out = folder / f"{name}.mp4"
         # dlib's landmarks, as in `clip`: the frame numbers below were measured with them (with
-        # the mesh's the shot starts fading in a few frames earlier, at frame 13)
-        proc = subprocess.run([sys.executable, "-m", "talkanim", "animate", str(tmp_path / "portrait.png"),
+        # the mesh's the shot starts fading in a few frames earlier)
+        proc = subprocess.run([sys.executable, "-m", "talkanim", "animate", str(folder / "portrait.png"),
                                str(example_driver), "-o", str(out), "--model", "none", "--json",
                                "--landmarks", "dlib", *extra],
                               capture_output=True, timeout=300)
         assert proc.returncode == 0, proc.stderr.decode()[-2000:]
         assert json.loads(proc.stdout)["frames"] == 100
-        outputs[name] = np.stack(list(iter_frames(out))).astype(np.int16)
+        outputs[name] = np.stack(list(iter_frames(out)))
+    return outputs
+
+
+def test_animate_with_a_shot_warps_open_mouthed_frames_from_it(with_a_warm_shot):
+    """End to end through the CLI: the shot changes exactly the frames it is chosen for."""
+    outputs = {k: v.astype(np.int16) for k, v in with_a_warm_shot.items()}
     changed = np.abs(outputs["shot"] - outputs["plain"]).mean(axis=(1, 2, 3))
     print("mean change per frame:", changed.round(2).tolist())
     # the driver's widest stretch (frames 27-32) comes from the shot; the frames long before it
@@ -200,30 +215,65 @@ def test_animate_with_a_shot_warps_open_mouthed_frames_from_it(tmp_path, clip, e
     assert changed[27:33].min() > 1.5 * changed[10:20].max(), changed[10:34].round(2)
 
 
-def test_animate_blends_several_shots_unless_told_not_to(tmp_path, clip, example_driver):
+def test_a_shot_with_another_white_balance_takes_the_portraits_colours(with_a_warm_shot, clip):
+    """The shot's face comes in with the portrait's colours: on the frames it serves (27-32),
+    the face's mean colour stays within 3 levels per channel of the portrait-only render
+    (measured at most 0.85 on red, 0.86 on green, 2.1 on blue), although the shot picture's
+    own face is 46 levels redder and 36 less blue than the portrait's."""
+    frames, faces = clip
+    inside = face_mask(faces[SHOT_FRAME].points, 320)[:320, :320] > 0.5  # where the face is on those frames
+    shot_cast = with_a_warm_shot["warm"][inside].mean(axis=0) - frames[PORTRAIT_FRAME][inside].mean(axis=0)
+    assert shot_cast[0] > 30 and shot_cast[2] < -25, shot_cast  # the shot really looks different
+    for k in range(27, 33):
+        plain = with_a_warm_shot["plain"][k][inside].mean(axis=0)
+        shot = with_a_warm_shot["shot"][k][inside].mean(axis=0)
+        assert np.abs(shot - plain).max() < 3.0, (k, shot - plain)
+
+
+@pytest.fixture(scope="module")
+def two_shots(tmp_path_factory, clip, example_driver) -> dict:
+    """The example clip driving its closed-mouth frame with two more pictures of the person
+    (frames 28 and 45): named with `--shot` twice ("blend", the default three-picture blend),
+    the same with `--shot-blend 1` ("nearest"), and as a `--shots` folder ("folder")."""
+    frames, _ = clip
+    folder = tmp_path_factory.mktemp("two_shots")
+    extra = {i: f for i, f in enumerate(iter_frames(example_driver)) if i == 45}
+    (folder / "shots").mkdir()
+    iio.imwrite(folder / "portrait.png", frames[PORTRAIT_FRAME])
+    iio.imwrite(folder / "shots" / "open.png", frames[SHOT_FRAME])
+    iio.imwrite(folder / "shots" / "other.png", extra[45])
+    named = ["--shot", str(folder / "shots" / "open.png"), "--shot", str(folder / "shots" / "other.png")]
+
+    def animate(name, *options):
+        out = folder / f"{name}.mp4"
+        proc = subprocess.run([sys.executable, "-m", "talkanim", "animate", str(folder / "portrait.png"),
+                               str(example_driver), "-o", str(out), "--model", "none", *options],
+                              capture_output=True, timeout=300)
+        return out, proc
+
+    outputs = {"animate": animate}
+    for name, options in (("blend", named), ("nearest", [*named, "--shot-blend", "1"]),
+                          ("folder", ["--shots", str(folder / "shots")])):
+        out, proc = animate(name, *options)
+        assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+        outputs[name] = np.stack(list(iter_frames(out))).astype(np.int16)
+    return outputs
+
+
+def test_animate_blends_several_shots_unless_told_not_to(two_shots):
     """With two shots (three pictures) the default blends the two nearest; `--shot-blend 1`
     takes the nearest alone, so some frames differ; `--shot-blend 0` is a usage error."""
-    import imageio.v3 as iio
-
-    frames, _ = clip
-    extra = {i: f for i, f in enumerate(iter_frames(example_driver)) if i == 45}
-    iio.imwrite(tmp_path / "portrait.png", frames[PORTRAIT_FRAME])
-    iio.imwrite(tmp_path / "open.png", frames[SHOT_FRAME])
-    iio.imwrite(tmp_path / "other.png", extra[45])
-
-    def animate(*options):
-        out = tmp_path / f"out{len(list(tmp_path.glob('out*.mp4')))}.mp4"
-        return out, subprocess.run([sys.executable, "-m", "talkanim", "animate", str(tmp_path / "portrait.png"),
-                                    str(example_driver), "-o", str(out), "--model", "none", "--shot",
-                                    str(tmp_path / "open.png"), "--shot", str(tmp_path / "other.png"), *options],
-                                   capture_output=True, timeout=300)
-
-    outputs = []
-    for options in ((), ("--shot-blend", "1")):
-        out, proc = animate(*options)
-        assert proc.returncode == 0, proc.stderr.decode()[-2000:]
-        outputs.append(np.stack(list(iter_frames(out))).astype(np.int16))
-    changed = np.abs(outputs[0] - outputs[1]).mean(axis=(1, 2, 3))
+    changed = np.abs(two_shots["blend"] - two_shots["nearest"]).mean(axis=(1, 2, 3))
     assert len(changed) == 100 and (changed > 0.5).sum() >= 10, changed.round(2)
-    out, proc = animate("--shot-blend", "0")
+    out, proc = two_shots["animate"]("zero", "--shot-blend", "0")
     assert proc.returncode == 2 and not out.exists()
+
+
+def test_a_shots_folder_serves_like_naming_each_picture(two_shots, with_a_warm_shot):
+    """`--shots DIR` uses every picture of the folder as `--shot` does: the same frames as
+    naming them one by one, and frames that differ from the portrait alone where the pictures
+    serve (measured: with three pictures to blend, all 100 frames change by more than 0.5 levels)."""
+    assert np.abs(two_shots["folder"] - two_shots["blend"]).max() == 0
+    alone = with_a_warm_shot["plain"].astype(np.int16)  # the same portrait and driver, no shots
+    changed = np.abs(two_shots["folder"] - alone).mean(axis=(1, 2, 3))
+    assert (changed > 0.5).sum() >= 10, changed.round(2)

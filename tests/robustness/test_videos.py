@@ -73,6 +73,23 @@ def test_variable_frame_rate_keeps_length_and_audio(portrait, tmp_path):
     assert frames == result["frames"]
     # Output timeline = driver timeline (audio sync): within one output frame of 2 s.
     assert abs(seconds - 2.0) <= 1.0 / result["fps"] + 1e-6, (frames, result["fps"])
+    # ... and in sync inside: the sound is the clip's first 2 s at its own time (measured r
+    # 0.9999, 0 ms) and the portrait's mouth moves when the clip's does: the output's mouth
+    # opening at time t matches the clip's at t + s best for |s| within 1.5 output frames (80 ms;
+    # measured best s = -0.03 s at r 0.93, r >= 0.9 from -0.07 to +0.01 s, 0.5 at +0.12 s).
+    from tests.content import audio_alignment, decode_audio, read_frames, track
+    from talkanim import api
+    from talkanim.landmarks import mouth_opening
+
+    lag, r = audio_alignment(decode_audio(EXAMPLES / "driver.mp4")[:32000], decode_audio(out), 16000)
+    assert r > 0.9 and abs(lag) <= 1.0 / result["fps"], (lag, r)
+    spoken = mouth_opening(api.load_driver(EXAMPLES / "driver.mp4").track.points)
+    shown = mouth_opening(track(read_frames(out)))
+    times = np.arange(len(shown)) / result["fps"]
+    shifts = np.arange(-0.2, 0.201, 0.01)
+    fit = [np.corrcoef(shown, spoken[np.round((times + s) * 25).astype(int)])[0, 1] for s in shifts]
+    best = shifts[int(np.argmax(fit))]
+    assert abs(best) <= 1.5 / result["fps"] and max(fit) > 0.8, (best, max(fit))
 
 
 def test_odd_dimensions(tmp_path, astronaut):
