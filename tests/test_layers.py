@@ -152,8 +152,11 @@ def test_a_face_that_fills_the_frame_stays_pinned_to_it(astronaut, astronaut_fac
         # face warp's stretch under a dropped jaw reaches them here (measured <= 1.9 px)
         for edge in (np.s_[0], np.s_[-1], np.s_[:, 0], np.s_[:, -1]):
             assert np.abs(shown[edge] - true[edge]).max() < 2.5, pose
+        # where the head had to be held back (the shift here) the face warp carries it on, and
+        # its shift fades out over the edge band: a stretch there, measured <= 7.9 px between
+        # neighbours; a tear jumps by tens of pixels
         jump, folds = _max_jump_and_folds(frame.astype(np.float64))
-        assert jump < 4.5 and folds == 0, (pose, jump, folds)
+        assert jump < 10.0 and folds == 0, (pose, jump, folds)
 
 
 def test_a_head_cut_by_the_top_edge_keeps_its_top_row(astronaut, astronaut_face):

@@ -33,9 +33,12 @@ NECK_BAND = 1.0
 # hair-do), none past SIDE_START + SIDE_BAND.
 SIDE_START = 1.5
 SIDE_BAND = 1.0
-# Edges of the picture the person touches: the weight rises from 0 over this fraction of the
-# picture's shorter side.
+# Edges of the picture the person touches: the weight rises from 0 over the whole gap between
+# the edge and the face (its landmarks, the forehead taken as FOREHEAD eye-to-chin distances
+# above the brows), at least this fraction of the picture's shorter side. Spread over the gap,
+# a head moving towards the edge squeezes what lies between evenly instead of folding it.
 EDGE_BAND = 0.12
+FOREHEAD = 0.3
 MIN_STRETCH = 0.3  # the body map may squeeze an area to this fraction, no further (0 would fold)
 CHECK_GRID = 48  # points per side of the grid the fold check runs on
 LIMIT_STEPS = 8  # bisection steps when a head pose has to be taken back
@@ -50,6 +53,7 @@ class BodyFrame:
     down: np.ndarray  # (2,) unit vector, eye line centre -> chin
     height: float  # eye line centre -> chin, px
     width: float  # jaw width (points 0 -> 16), px
+    extent: tuple[float, float, float, float]  # (x0, y0, x1, y1) the face, forehead included, px
 
     @staticmethod
     def from_points(points: np.ndarray) -> "BodyFrame":
@@ -58,8 +62,10 @@ class BodyFrame:
         eyes = (p[36:42].mean(axis=0) + p[42:48].mean(axis=0)) / 2.0
         axis = p[8] - eyes
         height = max(float(np.linalg.norm(axis)), 1.0)
+        (x0, y0), (x1, y1) = p.min(axis=0), p.max(axis=0)
         return BodyFrame(chin=p[8].copy(), down=axis / height, height=height,
-                         width=max(float(np.linalg.norm(p[16] - p[0])), 1.0))
+                         width=max(float(np.linalg.norm(p[16] - p[0])), 1.0),
+                         extent=(float(x0), float(y0 - FOREHEAD * height), float(x1), float(y1)))
 
 
 def _smoothstep(x: torch.Tensor) -> torch.Tensor:
@@ -87,14 +93,22 @@ class BodyWarp:
         self._right = as_tensor([-frame.down[1], frame.down[0]])
 
     def bands(self) -> np.ndarray:
-        """The neck, side and edge bands (3,), px."""
+        """The neck and side bands (2,), px."""
         f = self.frame
-        return np.array([NECK_BAND * f.height, SIDE_BAND * f.width, EDGE_BAND * min(self.size)])
+        return np.array([NECK_BAND * f.height, SIDE_BAND * f.width])
+
+    def edge_bands(self) -> dict[str, float]:
+        """The band each pinned edge's fade runs over, px."""
+        x0, y0, x1, y1 = self.frame.extent
+        width, height = self.size
+        gap = {"left": x0, "top": y0, "right": width - 1 - x1, "bottom": height - 1 - y1}
+        least = EDGE_BAND * min(self.size)
+        return {edge: max(least, gap[edge]) for edge in self.pinned_edges}
 
     def support_box(self) -> tuple[float, float, float, float]:
         """(x0, y0, x1, y1) picture px bounding where w can be above 0."""
         f = self.frame
-        neck, side_band, _ = self.bands()
+        neck, side_band = self.bands()
         right = np.array([-f.down[1], f.down[0]])
         side = SIDE_START * f.width + side_band
         bottom = f.chin + (NECK_START * f.height + neck) * f.down
@@ -108,16 +122,22 @@ class BodyWarp:
     def weight(self, points: torch.Tensor) -> torch.Tensor:
         """w at picture points (..., 2): (...)."""
         f = self.frame
-        neck_band, side_band, edge_band = self.bands().tolist()
+        neck_band, side_band = self.bands().tolist()
         rel = points - self._chin.to(points.dtype)
         along = rel @ self._down.to(points.dtype) - NECK_START * f.height
         across = (rel @ self._right.to(points.dtype)).abs() - SIDE_START * f.width
         w = (1.0 - _smoothstep(along / neck_band)) * (1.0 - _smoothstep(across / side_band))
+        return w * self.edge_weight(points)
+
+    def edge_weight(self, points: torch.Tensor) -> torch.Tensor:
+        """The factor (...) that fades any motion out towards the pinned edges, at picture
+        points (..., 2): 1 away from them, 0 on them."""
         width, height = self.size
         x, y = points[..., 0], points[..., 1]
-        for edge in self.pinned_edges:
+        w = torch.ones_like(x)
+        for edge, band in self.edge_bands().items():
             distance = {"left": x, "top": y, "right": width - 1 - x, "bottom": height - 1 - y}[edge]
-            w = w * _smoothstep(distance / edge_band)
+            w = w * _smoothstep(distance / band)
         return w
 
     def _apply(self, heads: np.ndarray, points: torch.Tensor, minus_identity: bool = False) -> torch.Tensor:

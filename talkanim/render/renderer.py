@@ -229,8 +229,10 @@ class FaceRenderer:
         heads = self.head_poses(targets) if heads is None else np.asarray(heads, np.float64).reshape(-1, 3, 3)
         if len(heads) != len(targets):
             raise InputError(f"{len(heads)} head poses for {len(targets)} targets")
+        # a head that would fold the neck or an edge moves less; the face warp takes the rest
+        # of the way to the targets, so the face still lands where the driver's is
+        heads = self.body.limit(heads)
         t_crop, p_crop = self.expression_crop(targets, pupils, heads)
-        heads = self.body.limit(heads)  # a head that would fold the neck or an edge moves less
         target_moving = moving_vertices(t_crop, p_crop, self._forehead)
         smap = self.warp.sample_map(target_moving)  # (B, S, S, 2)
         b = smap.shape[0]
@@ -327,10 +329,12 @@ class FaceRenderer:
         xs = reg.x0 + (cols + 0.5) / self._fx - 0.5
         pixels = np.stack(np.meshgrid(xs, ys), -1).astype(np.float32)  # (nh, nw, 2)
         body = self.body.inverse(torch.from_numpy(pixels).to(self.device, self.dtype), head[None])[0]
+        # the face warp fades out towards the edges the person touches, as the head's motion does
+        pinned = self.body.edge_weight(body).float().cpu().numpy()[..., None]
         body = body.float().cpu().numpy()
         to_s = s / box.side
         at_s = ((body - (box.x0, box.y0)) * to_s).astype(np.float32)
-        moved = _remap(shift, at_s[..., 0], at_s[..., 1])  # the face warp's shift there, S px
+        moved = _remap(shift, at_s[..., 0], at_s[..., 1]) * pinned  # the face warp's shift there, S px
         source = body + moved / to_s
         tex_x = (source[..., 0] - reg.x0 + 0.5) * self._fx - 0.5
         tex_y = (source[..., 1] - reg.y0 + 0.5) * self._fy - 0.5
