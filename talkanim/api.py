@@ -344,8 +344,10 @@ def _speak(source_path: Path, speech: PreparedSpeech, out, session: Session, pro
     from talkanim.speech.pose import PoseVideo
     from talkanim.speech.stream import retarget_speech, track_chunks
 
+    from talkanim.speech.mouth import speech_model
+
     config = session.config
-    model = _speech_model(config)
+    model = speech_model(config.speech.weights)
     mouth = model.default if config.speech.mouth == "auto" else config.speech.mouth
     template = model.basis.template
     image = load_image(source_path)
@@ -393,22 +395,6 @@ def _speak(source_path: Path, speech: PreparedSpeech, out, session: Session, pro
         pose=str(speech.pose.path) if speech.pose else "idle", seed=seed,
         model=network.mode if network else "none", seconds=round(time.perf_counter() - started, 3),
     )
-
-
-def _speech_model(config: AnimateConfig):
-    """The speech -> mouth model: `config.speech.weights` (a file or a train-speech run), else
-    the shipped one."""
-    from talkanim.errors import WeightsError
-    from talkanim.speech.mouth import load_speech_model, shipped_speech_model
-
-    path = config.speech.weights
-    if path is None:
-        return shipped_speech_model()
-    path = Path(path)
-    path = path / "speech.safetensors" if path.is_dir() else path
-    if not path.is_file():
-        raise WeightsError(f"speech weights not found: {path}")
-    return load_speech_model(path)
 
 
 def _load_shot(path: Path, session: Session) -> tuple[np.ndarray, Face]:

@@ -345,16 +345,32 @@ def evaluate(
     finetune_steps: Annotated[int, typer.Option("--finetune-steps", min=0, help="Few-shot fine-tuning steps for paper/hybrid (0: feed-forward).")] = 0,
     csim_frames: Annotated[int, typer.Option("--csim-frames", min=1, help="Frames per clip where CSIM is measured.")] = 8,
     shot_blend: ShotBlend = MotionConfig.shot_blend,
+    lipsync: Annotated[bool, typer.Option("--lipsync", help="Instead: the lip-sync protocol of `speak` (each clip's own audio drives the speech -> mouth models; its tracked mouth is the reference).")] = False,
+    speech_weights: SpeechWeights = None,
     device: Device = "auto",
     json_out: Json = False,
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
-    """Score methods against real frames (self-reenactment) and across people.
+    """Score methods against real frames (self-reenactment) and across people; with --lipsync,
+    score speech -> mouth against each clip's own video.
 
-    Example: talkanim evaluate clip1.mp4 clip2.mp4 --shots 1,8 --methods copy,warp -o report/
+    Examples: talkanim evaluate clip1.mp4 clip2.mp4 --shots 1,8 --methods copy,warp -o report/;
+    talkanim evaluate clips/*.mp4 --lipsync -o lipsync/
     """
     from talkanim.evaluate import evaluate as run_evaluation
+
+    if lipsync:
+        from talkanim.evaluate.lipsync import evaluate_lipsync
+
+        with _command(quiet, debug) as ui:
+            report = evaluate_lipsync(videos, out_dir, weights=speech_weights, progress=ui.progress, log=ui.log)
+            ui.finish()
+            if json_out:
+                _print_json(report.results)
+            else:
+                ui.log(f"wrote {report.report_md} ({report.seconds:.0f} s)")
+        return
 
     try:
         shot_counts = [int(t) for t in shots.split(",") if t.strip()]

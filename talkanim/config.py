@@ -148,4 +148,5 @@ class SpeechTrainConfig:
     weight_decay: float = 1e-4
     eval_every: int = 100  # steps between checks on the validation people (the best check is kept)
     augment: bool = True  # random channel colouring of the features (recordings differ)
+    noisy_copies: int = 2  # extra copies of each training clip over noise or a music-like bed
     seed: int = 0

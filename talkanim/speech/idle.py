@@ -85,10 +85,13 @@ class IdleMotion:
         self.template = np.asarray(template, np.float64)
         self.fps = float(fps)
         self.config = config or IdleConfig()
-        self.rng = np.random.default_rng(seed)
+        # one random stream per process, so how the frames are requested (in chunks of any
+        # size) does not change what is drawn
+        head, brow, events = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
+        self.rng = events  # blinks and saccades, drawn in frame order
         c = self.config
-        self.head = SmoothNoise(self.rng, c.head_tau_s, fps, dims=4)
-        self.brow = SmoothNoise(self.rng, 1.5, fps)
+        self.head = SmoothNoise(head, c.head_tau_s, fps, dims=4)
+        self.brow = SmoothNoise(brow, 1.5, fps)
         self.emphasis = 0.0  # low-passed rise of the voice envelope
         self.prev_voice = 0.0
         self.frame = 0
@@ -97,6 +100,7 @@ class IdleMotion:
         self.gaze = np.zeros(2)
         self.gaze_from = np.zeros(2)
         self.gaze_to = np.zeros(2)
+        self.saccade_start = -10
         self.saccade_at = self.rng.uniform(0.7, 3.0) * fps
         iod = float(np.linalg.norm(eye_centres(self.template)[1] - eye_centres(self.template)[0]))
         self.unit = iod / 64.0  # amplitudes are given for the canvas's 64 px eye distance
@@ -138,7 +142,7 @@ class IdleMotion:
             self.gaze_to = self.rng.normal(0.0, [c.gaze_x, c.gaze_y])
             self.saccade_start = self.frame
             self.saccade_at = self.frame + self.rng.uniform(0.7, 3.0) * self.fps
-        if hasattr(self, "saccade_start") and self.frame - self.saccade_start <= 2:
+        if self.frame - self.saccade_start <= 2:
             w = (self.frame - self.saccade_start) / 2.0
             self.gaze = self.gaze_from + w * (self.gaze_to - self.gaze_from)
         return self.gaze

@@ -170,3 +170,15 @@ def shipped_speech_model() -> SpeechModel:
     if found is None:
         raise WeightsError("no speech weights ship with this install (talkanim/weights/speech.safetensors)")
     return load_speech_model(*found)
+
+
+def speech_model(weights: str | Path | None = None) -> SpeechModel:
+    """The speech model from `weights` (a .safetensors file or a train-speech run folder), else
+    the shipped one."""
+    if weights is None:
+        return shipped_speech_model()
+    path = Path(weights)
+    path = path / "speech.safetensors" if path.is_dir() else path
+    if not path.is_file():
+        raise WeightsError(f"speech weights not found: {path}")
+    return load_speech_model(path)
