@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -33,6 +34,9 @@ from talkanim.landmarks.types import Face, LandmarkTrack
 from talkanim.motion import MotionTrack, retarget, shot_weights
 from talkanim import neural
 from talkanim.render import FaceRenderer, make_preview
+
+if TYPE_CHECKING:
+    from talkanim.speech.stream import Speech
 
 # progress(stage, done, total): stage is "track", "finetune", "render" or "batch"; total may be None.
 Progress = Callable[[str, int, "int | None"], None]
@@ -266,7 +270,7 @@ class PreparedSpeech:
 
     path: Path
     name: str  # what outputs are named after: the speech file's stem, or "text"
-    speech: object  # talkanim.speech.stream.Speech
+    speech: Speech
     pose: Driver | None = None
 
 
@@ -329,13 +333,14 @@ def speak(
     session = session or Session(config or AnimateConfig())
     config = session.config
     source_path = _existing_file(source, "source")
+    if isinstance(speech, PreparedSpeech):
+        named = Path(f"{speech.name}.mp4") if speech.name == "text" else speech.path
+    else:
+        named = Path("text.mp4") if speech is None else _existing_file(speech, "speech")
+    out = _output_path(output, source_path, named)  # before any work: a bad output fails fast
     with tempfile.TemporaryDirectory(prefix="talkanim-speech-") as workdir:
         if not isinstance(speech, PreparedSpeech):
-            if speech is not None:
-                _output_path(output, source_path, _existing_file(speech, "speech"))  # fail before reading
             speech = prepare_speech(speech, text=text, workdir=workdir, session=session, progress=progress)
-        named = speech.path.with_name(f"{speech.name}.mp4") if speech.name == "text" else speech.path
-        out = _output_path(output, source_path, named)
         return _speak(source_path, speech, out, session, progress, started)
 
 

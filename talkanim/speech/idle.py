@@ -92,7 +92,9 @@ class IdleMotion:
         c = self.config
         self.head = SmoothNoise(head, c.head_tau_s, fps, dims=4)
         self.brow = SmoothNoise(brow, 1.5, fps)
-        self.emphasis = 0.0  # low-passed rise of the voice envelope
+        self.rise = 0.0  # low-passed rise of the voice envelope
+        self.emphasis = 0.0  # the same, low-passed again
+        self.talking = 0.0  # low-passed voice activity
         self.prev_voice = 0.0
         self.frame = 0
         self.blinks: list[tuple[float, float]] = []  # (peak time s, duration s), upcoming
@@ -154,12 +156,15 @@ class IdleMotion:
         n = len(voice)
         c = self.config
         k = 1.0 / (0.25 * self.fps + 1.0)  # emphasis follows the voice's rises over ~0.25 s
-        emphasis = np.empty(n)
+        k_talk = 1.0 / (0.8 * self.fps + 1.0)  # how much the head moves follows speech over ~0.8 s
+        emphasis, talking = np.empty(n), np.empty(n)
         for i, v in enumerate(voice):
-            self.emphasis += k * (max(v - self.prev_voice, 0.0) * self.fps * 0.1 - self.emphasis)
+            self.rise += k * (max(v - self.prev_voice, 0.0) * self.fps * 0.1 - self.rise)
+            self.emphasis += k * (self.rise - self.emphasis)  # twice low-passed: a nod, not a jolt
+            self.talking += k_talk * (v - self.talking)
             self.prev_voice = v
-            emphasis[i] = min(self.emphasis, 1.0)
-        activity = c.still + (1.0 - c.still) * voice
+            emphasis[i], talking[i] = min(self.emphasis, 1.0), self.talking
+        activity = c.still + (1.0 - c.still) * talking  # smooth: syllables must not shake the head
         noise = self.head.next(n)
         u = self.unit
         roll = c.roll_deg * activity * noise[:, 0]
