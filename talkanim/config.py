@@ -152,4 +152,5 @@ class SpeechTrainConfig:
     eval_every: int = 100  # steps between checks on the validation people (the best check is kept)
     augment: bool = True  # random channel colouring of the features (recordings differ)
     noisy_copies: int = 2  # extra copies of each training clip over noise or a music-like bed
+    equalize_coefs: bool = True  # loss: each mouth component in units of its spread (else landmark distance)
     seed: int = 0

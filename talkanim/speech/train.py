@@ -204,7 +204,10 @@ def train_speech(dataset: Path, out_dir: Path, config: SpeechTrainConfig | None 
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=config.steps, pct_start=0.1)
     window = int(config.window_s * 100)
     model = SpeechModel(basis, loudness, net)
-    scale = torch.from_numpy(np.concatenate([c.coefs[c.valid] for c in train]).std(axis=0) + 1e-6)
+    spread = np.concatenate([c.coefs[c.valid] for c in train]).std(axis=0) + 1e-6
+    # equalized: every component's error in units of its own spread; else landmark distance
+    # (the big components, jaw and lip opening, dominate)
+    scale = torch.from_numpy(spread if config.equalize_coefs else np.full_like(spread, spread.mean()))
     best = (-np.inf, None, 0)
     history = []
     for step in range(1, config.steps + 1):
