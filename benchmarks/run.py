@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 # The rows every run reports (the test checks them all).
 ROW_KEYS = (
     "track_dlib", "track_mesh", "track_fan", "warp_256", "warp_512", "render_1024", "render_1024_shot", "hybrid_model",
-    "finetune_t1", "finetune_t8", "e2e_warp", "e2e_hybrid", "rss_10s", "rss_60s",
+    "finetune_t1", "finetune_t8", "e2e_warp", "e2e_hybrid", "rss_10s", "rss_60s", "e2e_speak", "rss_speak_60s",
 )
 # Talking-head clips in the shared data (first found is used), scaled + padded to 640x360.
 SHARED_DRIVERS = ("videos/KwaiVGI__LivePortrait/s18.mp4", "videos/OpenTalker__SadTalker/WDA_KatieHill_000.mp4")
@@ -497,6 +497,33 @@ def bench_e2e(ctx: Context, rows: list[Row], floor: tuple[float, float]) -> None
                     abs(change) < 0.10, f"{change * 100:+.1f}% vs the short driver; animate took {wall:.1f} s"))
 
 
+def bench_speak(ctx: Context, rows: list[Row]) -> None:
+    """`speak` of the 10 s driver's own audio onto the same portrait, against `animate` with that
+    driver (the e2e_warp row of this run), and its memory with 60 s of speech."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    speech = {}
+    for name in ("10s", "60s"):
+        speech[name] = ctx.work / f"speech_{name}.m4a"
+        subprocess.run([ctx.ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-i", str(ctx.drivers[name]),
+                        "-vn", "-c:a", "copy", str(speech[name])], check=True)
+    base = [sys.executable, "-m", "talkanim", "speak", str(ctx.portrait)]
+    runs = [run_child([*base, str(speech["10s"]), "-o", str(ctx.work / "speak_10s.mp4"), "-q", "--model", "none"],
+                      env=env, cwd=ctx.work) for _ in range(ctx.repeats)]
+    wall, cpu, rss = min(r[0] for r in runs), min(r[1] for r in runs), min(r[2] for r in runs)
+    animate = next((r for r in rows if r.key == "e2e_warp"), None)
+    ref = animate.value if animate else None
+    secs = "10 s" if not ctx.quick else "1 s"
+    rows.append(Row("e2e_speak", f"speak {secs} of speech -> {ctx.portrait.stem.split('_')[-1]} px, warp-only, idle motion",
+                    wall, "s", "<= animate, same driver length", ref, "animate e2e_warp (s)", cpu,
+                    None if ref is None else wall <= ref, f"{wall / ref:.2f}x animate" if ref else ""))
+    long_wall, long_cpu, long_rss = run_child([*base, str(speech["60s"]), "-o", str(ctx.work / "speak_60s.mp4"), "-q",
+                                               "--model", "none"], env=env, cwd=ctx.work)
+    change = long_rss / rss - 1
+    rows.append(Row("rss_speak_60s", "Peak RSS of speak, 60 s speech" if not ctx.quick else "Peak RSS of speak, 3 s speech",
+                    long_rss / 2**20, "MiB", "< +10% vs 10 s", rss / 2**20, "10 s speech (MiB)", long_cpu,
+                    abs(change) < 0.10, f"{change * 100:+.1f}% vs the short speech; speak took {long_wall:.1f} s"))
+
+
 # ----------------------------------------------------------------------------- report
 
 def _fmt(x: float | None) -> str:
@@ -555,6 +582,8 @@ def main(argv: list[str] | None = None) -> int:
         bench_hybrid(ctx, rows, rendered)
         ctx.say("end to end and memory")
         bench_e2e(ctx, rows, floor)
+        ctx.say("speak")
+        bench_speak(ctx, rows)
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -34,6 +35,9 @@ from talkanim.landmarks.types import Face, LandmarkTrack
 from talkanim.motion import MotionTrack, retarget, shot_weights
 from talkanim import neural
 from talkanim.render import FaceRenderer, make_preview
+
+if TYPE_CHECKING:
+    from talkanim.speech.stream import Speech
 
 # progress(stage, done, total): stage is "track", "finetune", "render" or "batch"; total may be None.
 Progress = Callable[[str, int, "int | None"], None]
@@ -246,6 +250,170 @@ def animate(
     )
 
 
+@dataclass
+class SpeakResult:
+    """What one `speak` produced; `to_json()` is what `--json` prints."""
+
+    source: str
+    speech: str
+    output: str
+    frames: int
+    fps: float
+    width: int
+    height: int
+    audio: bool
+    speech_seconds: float
+    mouth: str  # the speech -> mouth model: "learned" or "loudness"
+    pose: str  # "idle" or the pose video
+    seed: int
+    model: str
+    seconds: float
+    status: str = "ok"
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class PreparedSpeech:
+    """Speech ready to make any number of portraits talk: read once (length, statistics), its
+    pose video tracked once. `path` is the audio the output carries (a TTS file for --text)."""
+
+    path: Path
+    name: str  # what outputs are named after: the speech file's stem, or "text"
+    speech: Speech
+    pose: Driver | None = None
+
+
+def prepare_speech(
+    speech: str | Path | None = None,
+    *,
+    text: str | None = None,
+    workdir: str | Path | None = None,
+    config: AnimateConfig | None = None,
+    session: Session | None = None,
+    progress: Progress | None = None,
+) -> PreparedSpeech:
+    """Read SPEECH (any audio, or a video's audio track) or synthesize `text` into `workdir`
+    with the TTS engine on the machine, and track `config.speech.pose` if set."""
+    from talkanim.speech.stream import open_speech
+    from talkanim.speech.tts import check_text, synthesize
+
+    session = session or Session(config or AnimateConfig())
+    if (speech is None) == (text is None):
+        raise InputError("give SPEECH (an audio or video file) or --text, one of them")
+    if text is not None:
+        check_text(text)
+        if workdir is None:
+            raise InputError("--text needs a working folder for the synthesized speech")
+        path, name = synthesize(text, Path(workdir) / "speech.wav", voice=session.config.speech.voice), "text"
+    else:
+        path, name = _existing_file(speech, "speech"), Path(speech).stem
+    if progress:
+        progress("speech", 0, None)
+    opened = open_speech(path)
+    if progress:
+        progress("speech", 1, 1)
+    pose_path = session.config.speech.pose
+    pose = load_driver(pose_path, session=session, progress=progress) if pose_path else None
+    return PreparedSpeech(path, name, opened, pose)
+
+
+def speak(
+    source: str | Path,
+    speech: str | Path | PreparedSpeech | None = None,
+    output: str | Path | None = None,
+    *,
+    text: str | None = None,
+    config: AnimateConfig | None = None,
+    session: Session | None = None,
+    progress: Progress | None = None,
+) -> SpeakResult:
+    """Make the portrait `source` talk: lips in sync with `speech`, or with `text` spoken by the
+    TTS engine on this machine.
+
+    `speech` is any audio ffmpeg reads or a video whose audio track is used (or a
+    `PreparedSpeech`, to speak many portraits). Head motion, blinks and gaze come from
+    `config.speech.pose` (a video), else natural idle motion seeded by `config.speech.seed`.
+    The output carries the speech's audio and is rendered as `animate` renders a driver. Audio
+    and motion are streamed: memory does not grow with the speech's length.
+    """
+    import tempfile
+
+    started = time.perf_counter()
+    session = session or Session(config or AnimateConfig())
+    config = session.config
+    source_path = _existing_file(source, "source")
+    if isinstance(speech, PreparedSpeech):
+        named = Path(f"{speech.name}.mp4") if speech.name == "text" else speech.path
+    else:
+        named = Path("text.mp4") if speech is None else _existing_file(speech, "speech")
+    out = _output_path(output, source_path, named)  # before any work: a bad output fails fast
+    with tempfile.TemporaryDirectory(prefix="talkanim-speech-") as workdir:
+        if not isinstance(speech, PreparedSpeech):
+            speech = prepare_speech(speech, text=text, workdir=workdir, session=session, progress=progress)
+        return _speak(source_path, speech, out, session, progress, started)
+
+
+def _speak(source_path: Path, speech: PreparedSpeech, out, session: Session, progress, started: float) -> SpeakResult:
+    from talkanim.speech.idle import IdleMotion
+    from talkanim.speech.pose import PoseVideo
+    from talkanim.speech.stream import retarget_speech, track_chunks
+
+    from talkanim.speech.mouth import speech_model
+
+    config = session.config
+    model = speech_model(config.speech.weights)
+    mouth = model.default if config.speech.mouth == "auto" else config.speech.mouth
+    template = model.basis.template
+    image = load_image(source_path)
+    face = detect_face(image, session.detector, face_index=config.face_index, log=session.log)
+    fps = config.fps or (speech.pose.track.fps if speech.pose else config.speech.default_fps)
+    seed = config.speech.seed
+    pose = (PoseVideo(speech.pose.track, template, fps=fps, seed=seed, idle_config=config.speech.idle)
+            if speech.pose else IdleMotion(template, fps, seed, config.speech.idle))
+    device = str(resolve_device(config.device))
+    shots = [_load_shot(path, session) for path in config.shots]
+    network = _neural_face([(image, face), *shots], session, device, progress)
+    refine = network.refine if network else None
+    render_config = replace(config.render, mouth_fill=False) if network else config.render
+    matte = person_matte(image, face, matter=session.matter)
+    renderer = FaceRenderer(image, face, render_config, shots=shots, matte=matte, device=device)
+    num_frames = speech.speech.num_frames(fps)
+    audio_from = speech.path if config.audio else None
+
+    height, width = image.shape[:2]
+    preview = config.render.preview
+    if preview:
+        height, width = make_preview(image, image, image).shape[:2]
+    done = 0
+    with VideoWriter(out, width, height, fps, audio_from=audio_from, num_frames=num_frames) as writer:
+        for chunk in track_chunks(speech.speech, model, pose, fps, which=mouth, gain=config.speech.mouth_gain):
+            motion = retarget_speech(face, chunk, template, config.motion)
+            weights = (shot_weights(np.stack([face.points] + [f.points for _, f in shots]), motion.points,
+                                    blend=config.motion.shot_blend) if shots else None)
+            for start in range(0, motion.num_frames, RENDER_BATCH):
+                part = slice(start, start + RENDER_BATCH)
+                frames = renderer.render_frames(motion.points[part], motion.pupils[part], heads=motion.heads[part],
+                                                refine=refine, shot_weights=None if weights is None else weights[part])
+                for k, frame in enumerate(frames):
+                    if preview:
+                        drawn = _draw_points(np.zeros((*chunk.size[::-1], 3), np.uint8), chunk.points[start + k])
+                        frame = make_preview(image, drawn, frame)
+                    writer.write(frame)
+                    done += 1
+                if progress:
+                    progress("render", done, num_frames)
+
+    return SpeakResult(
+        source=str(source_path), speech=str(speech.path) if speech.name != "text" else "text",
+        output=str(out), frames=done, fps=float(fps), width=width + width % 2, height=height + height % 2,
+        audio=audio_from is not None, speech_seconds=round(speech.speech.stats.seconds, 3), mouth=mouth,
+        pose=str(speech.pose.path) if speech.pose else "idle", seed=seed,
+        model=network.mode if network else "none", seconds=round(time.perf_counter() - started, 3),
+    )
+
+
 def _load_shot(path: Path, session: Session) -> tuple[np.ndarray, Face]:
     """Another picture of the portrait's person, with its face (the largest)."""
     image = load_image(_existing_file(path, "shot"))
@@ -291,7 +459,8 @@ def animate_batch(
     out_dir = Path(out_dir)
     ensure_writable_dir(out_dir)
     ordered = sorted(dict.fromkeys(str(s) for s in sources))[index::count]
-    plan = list(zip(ordered, _batch_outputs(ordered, driver, out_dir)))
+    named = Path(f"{driver.name}.mp4") if isinstance(driver, PreparedSpeech) else getattr(driver, "path", driver)
+    plan = list(zip(ordered, _batch_outputs(ordered, named, out_dir)))
 
     items: list[BatchItem] = []
     todo = []
@@ -306,7 +475,8 @@ def animate_batch(
         return items
 
     session = Session(config, log=log)
-    driver_data = load_driver(driver, session=session, progress=progress)
+    driver_data = driver if isinstance(driver, (Driver, PreparedSpeech)) else \
+        load_driver(driver, session=session, progress=progress)
     quiet_session = Session(config, log=None, _detector=session.detector, _matter=session.matter)
     if workers > 1:
         results = _run_parallel(todo, driver_data, config, workers)
@@ -321,9 +491,35 @@ def animate_batch(
     return items
 
 
-def _animate_item(source: str, driver: Driver, out: Path, session: Session) -> BatchItem:
+def speak_batch(
+    speech: str | Path | None,
+    sources: Iterable[str | Path],
+    out_dir: str | Path,
+    *,
+    text: str | None = None,
+    config: AnimateConfig | None = None,
+    log: Log | None = None,
+    progress: Progress | None = None,
+    **batch,
+) -> list[BatchItem]:
+    """Make many portraits say one speech (or `text`), read (or synthesized) once.
+
+    Same contract as `animate_batch` (failures reported and skipped, existing outputs skipped
+    unless `overwrite`, `shard`, `workers`); outputs are named `SOURCE-stem_SPEECH-stem.mp4`.
+    """
+    import tempfile
+
+    config = config or AnimateConfig()
+    with tempfile.TemporaryDirectory(prefix="talkanim-speech-") as workdir:
+        prepared = prepare_speech(speech, text=text, workdir=workdir, session=Session(config, log=log),
+                                  progress=progress)
+        return animate_batch(prepared, sources, out_dir, config=config, log=log, progress=progress, **batch)
+
+
+def _animate_item(source: str, driver: Driver | PreparedSpeech, out: Path, session: Session) -> BatchItem:
     try:
-        result = animate(source, driver, out, session=session)
+        run = speak if isinstance(driver, PreparedSpeech) else animate
+        result = run(source, driver, out, session=session)
     except TalkanimError as error:
         return BatchItem(source, str(out), "failed", error=str(error))
     return BatchItem(source, str(out), "ok", result=result)
@@ -496,9 +692,14 @@ __all__ = [
     "Driver",
     "Face",
     "MotionTrack",
+    "PreparedSpeech",
     "Session",
+    "SpeakResult",
     "animate",
     "animate_batch",
     "default_output",
     "load_driver",
+    "prepare_speech",
+    "speak",
+    "speak_batch",
 ]

@@ -21,7 +21,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from talkanim.config import AnimateConfig, MotionConfig, NeuralConfig, RenderConfig, TrackConfig
+from talkanim.config import (AnimateConfig, MotionConfig, NeuralConfig, RenderConfig, SpeechConfig,
+                             SpeechTrainConfig, TrackConfig)
 from talkanim.errors import InputError, TalkanimError
 
 app = typer.Typer(
@@ -38,6 +39,7 @@ EXIT_TERMINATED = 143
 STAGE_LABELS = {
     "track": "tracking driver", "finetune": "fine-tuning", "render": "rendering", "batch": "portraits",
     "self": "self-reenactment", "cross": "cross-reenactment", "prepare": "videos", "train": "training",
+    "speech": "reading speech", "lipsync": "lip-sync clips",
 }
 
 
@@ -71,6 +73,12 @@ FinetuneSteps = Annotated[
     Optional[int], typer.Option("--finetune-steps", min=0, envvar="TALKANIM_FINETUNE_STEPS", help="Few-shot fine-tuning steps (0: feed-forward). [default: about a minute on a CPU]")
 ]
 
+Seed = Annotated[int, typer.Option("--seed", help="Seed of the idle motion (head sway, blinks, gaze): another seed, another performance.")]
+Pose = Annotated[Optional[Path], typer.Option("--pose", help="Head pose, blinks and gaze from this video (any face; its audio is ignored). [default: natural idle motion]")]
+Mouth = Annotated[str, typer.Option("--mouth", help="Speech -> mouth model: auto (the shipped default), learned, loudness (the loudness baseline).")]
+SpeakText = Annotated[Optional[str], typer.Option("--text", help="Words to speak, synthesized offline by espeak-ng (instead of SPEECH).")]
+Voice = Annotated[str, typer.Option("--voice", help="espeak-ng voice for --text (espeak-ng --voices lists them).")]
+SpeechWeights = Annotated[Optional[Path], typer.Option("--speech-weights", help="Speech model (.safetensors) or a train-speech run folder. [default: the shipped one]")]
 
 def main() -> None:
     """Entry point of the `talkanim` console script."""
@@ -139,10 +147,79 @@ def animate(
 
 
 @app.command()
+def speak(
+    source: Annotated[Path, typer.Argument(help="The portrait: a photo or a painting.", show_default=False)],
+    speech: Annotated[Optional[Path], typer.Argument(help="The speech: any audio file (wav, mp3, m4a, ogg, ...) or a video whose audio is used.", show_default=False)] = None,
+    output: Annotated[
+        Optional[str], typer.Option("--output", "-o", help="Output MP4, or - for stdout. [default: SOURCE_SPEECH.mp4]")
+    ] = None,
+    text: SpeakText = None,
+    voice: Voice = SpeechConfig.voice,
+    pose: Pose = None,
+    seed: Seed = 0,
+    mouth: Mouth = "auto",
+    mouth_gain: Annotated[float, typer.Option("--mouth-gain", min=0.0, max=3.0, help="Scale the mouth's motion.")] = 1.0,
+    head_motion: Annotated[bool, typer.Option("--head-motion/--no-head-motion", help="Move the head (idle sway or the pose video).")] = True,
+    landmarks: Landmarks = "auto",
+    size: Size = 256,
+    face_index: FaceIndex = None,
+    fps: Annotated[Optional[float], typer.Option("--fps", min=1.0, help="Output frame rate. [default: 25, or the pose video's]")] = None,
+    audio: Annotated[bool, typer.Option("--audio/--no-audio", help="Carry the speech's audio.")] = True,
+    preview: Annotated[bool, typer.Option("--preview", help="Show source | motion | result side by side.")] = False,
+    model: Model = "auto",
+    weights: Weights = None,
+    speech_weights: SpeechWeights = None,
+    shot: Annotated[Optional[list[Path]], typer.Option("--shot", help="Another picture of the same person (repeatable).")] = None,
+    shots_dir: Annotated[Optional[Path], typer.Option("--shots", help="A folder of more pictures of the same person.")] = None,
+    finetune_steps: FinetuneSteps = None,
+    device: Device = "auto",
+    json_out: Json = False,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Make SOURCE talk: lips in sync with SPEECH (or --text), head and eyes alive.
+
+    Examples: talkanim speak mona_lisa.jpg guide.mp3 -o mona.mp4;
+    talkanim speak mona_lisa.jpg --text "Good evening." --seed 3
+    """
+    from talkanim import api
+
+    if json_out and output == "-":
+        _usage_error("--json and -o - both want stdout; choose one")
+    if (speech is None) == (text is None):
+        _usage_error("give SPEECH (an audio or video file) or --text, one of them")
+    if text is not None and not text.strip():
+        _usage_error("--text is empty: give the words to speak")
+    config = _animate_config(landmarks, "relative", None, head_motion, size, face_index, fps, audio, preview, device)
+    config.speech = SpeechConfig(mouth=_choice("--mouth", mouth, ("auto", "learned", "loudness")), mouth_gain=mouth_gain,
+                                 seed=seed, pose=pose, voice=voice, weights=speech_weights)
+    with _command(quiet, debug) as ui:
+        config.neural = NeuralConfig(model=_choice("--model", model, ("auto", "hybrid", "paper", "none")),
+                                     weights=weights, finetune_steps=finetune_steps)
+        config.shots = tuple(shot or ()) + _folder_images(shots_dir)
+        session = api.Session(config, log=ui.log)
+        result = api.speak(source, speech, output, text=text, session=session, progress=ui.progress)
+        ui.finish()
+        if json_out:
+            _print_json(result.to_json())
+        elif output != "-":
+            ui.log(
+                f"wrote {result.output}: {result.frames} frames, {result.width}x{result.height}, "
+                f"{result.fps:g} fps, {result.speech_seconds:.1f} s of speech, mouth: {result.mouth}, "
+                f"motion: {result.pose} (seed {result.seed}), {result.seconds:.1f} s"
+            )
+
+
+@app.command()
 def batch(
-    driver: Annotated[Path, typer.Argument(help="The driving video (or .npz track) for every portrait.", show_default=False)],
-    sources: Annotated[str, typer.Argument(help="A folder of portraits, or - to read paths from stdin (one per line).", show_default=False)],
-    out_dir: Annotated[Path, typer.Option("--output", "-o", help="Folder for the MP4s.")],
+    driver: Annotated[Optional[Path], typer.Argument(help="The driving video (or .npz track) for every portrait (not with --speech / --text).", show_default=False)] = None,
+    sources: Annotated[Optional[str], typer.Argument(help="A folder of portraits, or - to read paths from stdin (one per line).", show_default=False)] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--output", "-o", help="Folder for the MP4s.", show_default=False)] = None,
+    speech: Annotated[Optional[Path], typer.Option("--speech", help="Make every portrait say this speech (audio, or a video's audio) instead of following a driver.")] = None,
+    text: SpeakText = None,
+    pose: Pose = None,
+    seed: Seed = 0,
+    mouth: Mouth = "auto",
     workers: Annotated[int, typer.Option("--workers", "-j", min=1, help="Portraits rendered in parallel processes.")] = 1,
     shard: Annotated[str, typer.Option("--shard", help="K/N: take every N-th portrait starting at K (0 <= K < N).")] = "0/1",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo outputs that already exist.")] = False,
@@ -158,16 +235,31 @@ def batch(
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
-    """Animate every portrait of a folder (or of stdin) with one driver.
+    """Animate every portrait of a folder (or of stdin) with one driver, or one speech.
 
     Exit code 0 when all succeeded, 1 when some failed (the others are still rendered).
-    Example: find paintings -name '*.jpg' | talkanim batch driver.mp4 - -o out/ --json
+    Examples: find paintings -name '*.jpg' | talkanim batch driver.mp4 - -o out/ --json;
+    talkanim batch --speech guide.mp3 paintings/ -o out/
     """
     from talkanim import api
     from talkanim.io import is_image_path
 
+    talking = speech is not None or text is not None
+    if speech is not None and text is not None:
+        _usage_error("--speech and --text: give one of them")
+    if text is not None and not text.strip():
+        _usage_error("--text is empty: give the words to speak")
+    if talking and sources is None:  # `batch --speech guide.mp3 paintings/`: one positional
+        driver, sources = None, None if driver is None else str(driver)
+    elif talking:
+        _usage_error("with --speech or --text, give the portraits only (no driver)")
+    if sources is None or (driver is None and not talking):
+        _usage_error("give a DRIVER and the portraits (or --speech FILE and the portraits)")
+    if out_dir is None:
+        _usage_error("missing option '--output' / '-o': the folder for the MP4s")
     shard_pair = _parse_shard(shard)
     config = _animate_config(landmarks, motion, None, True, size, None, None, audio, False, device)
+    config.speech = SpeechConfig(mouth=_choice("--mouth", mouth, ("auto", "learned", "loudness")), seed=seed, pose=pose)
     config.neural = NeuralConfig(
         model=_choice("--model", model, ("auto", "hybrid", "paper", "none")),
         weights=weights, finetune_steps=finetune_steps,
@@ -189,10 +281,12 @@ def batch(
             elif item.status == "failed":
                 ui.log(f"failed: {item.source}: {item.error}")
 
-        items = api.animate_batch(
-            driver, paths, out_dir, config=config, shard=shard_pair, overwrite=overwrite,
-            workers=workers, log=ui.log, progress=ui.progress, on_item=report,
-        )
+        common = dict(config=config, shard=shard_pair, overwrite=overwrite, workers=workers, log=ui.log,
+                      progress=ui.progress, on_item=report)
+        if talking:
+            items = api.speak_batch(speech, paths, out_dir, text=text, **common)
+        else:
+            items = api.animate_batch(driver, paths, out_dir, **common)
         ui.finish()
         if not json_out:
             _print_batch_table(items)
@@ -252,16 +346,32 @@ def evaluate(
     finetune_steps: Annotated[int, typer.Option("--finetune-steps", min=0, help="Few-shot fine-tuning steps for paper/hybrid (0: feed-forward).")] = 0,
     csim_frames: Annotated[int, typer.Option("--csim-frames", min=1, help="Frames per clip where CSIM is measured.")] = 8,
     shot_blend: ShotBlend = MotionConfig.shot_blend,
+    lipsync: Annotated[bool, typer.Option("--lipsync", help="Instead: the lip-sync protocol of `speak` (each clip's own audio drives the speech -> mouth models; its tracked mouth is the reference).")] = False,
+    speech_weights: SpeechWeights = None,
     device: Device = "auto",
     json_out: Json = False,
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
-    """Score methods against real frames (self-reenactment) and across people.
+    """Score methods against real frames (self-reenactment) and across people; with --lipsync,
+    score speech -> mouth against each clip's own video.
 
-    Example: talkanim evaluate clip1.mp4 clip2.mp4 --shots 1,8 --methods copy,warp -o report/
+    Examples: talkanim evaluate clip1.mp4 clip2.mp4 --shots 1,8 --methods copy,warp -o report/;
+    talkanim evaluate clips/*.mp4 --lipsync -o lipsync/
     """
     from talkanim.evaluate import evaluate as run_evaluation
+
+    if lipsync:
+        from talkanim.evaluate.lipsync import evaluate_lipsync
+
+        with _command(quiet, debug) as ui:
+            report = evaluate_lipsync(videos, out_dir, weights=speech_weights, progress=ui.progress, log=ui.log)
+            ui.finish()
+            if json_out:
+                _print_json(report.results)
+            else:
+                ui.log(f"wrote {report.report_md} ({report.seconds:.0f} s)")
+        return
 
     try:
         shot_counts = [int(t) for t in shots.split(",") if t.strip()]
@@ -379,6 +489,85 @@ def train(
         else:
             ui.log(f"trained to step {result.step} ({result.stopped}, {result.steps_per_s:.2f} steps/s); "
                    f"weights: {result.weights}")
+
+
+@app.command("prepare-speech")
+def prepare_speech_command(
+    videos: Annotated[list[Path], typer.Argument(help="Talking clips with their own speech, or folders of them.", show_default=False)],
+    out_dir: Annotated[Path, typer.Option("--output", "-o", help="Dataset folder (clips.safetensors + manifest.json).")],
+    licences: Annotated[Optional[Path], typer.Option("--licences", help="A MANIFEST.tsv with path and license columns: clips whose licence may not train shipped weights go to the test split.")] = None,
+    train_licence: Annotated[Optional[list[str]], typer.Option("--train-licence", help="A licence that may train (repeatable). [default: MIT, Apache-2.0, CC-BY-4.0]")] = None,
+    landmarks: Annotated[str, typer.Option("--landmarks", help="Landmark backend of the mouth targets: dlib, fan, auto.")] = "dlib",
+    cache: Annotated[Path, typer.Option("--cache", help="Folder caching the clips' landmark tracks.")] = Path("runs/tracks"),
+    val_fraction: Annotated[float, typer.Option("--val-fraction", min=0.0, max=0.9, help="Share of the trainable people held out for validation.")] = 0.2,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the train/validation split.")] = 0,
+    json_out: Json = False,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Turn talking clips into a speech -> mouth training set, split by person.
+
+    Example: talkanim prepare-speech ../shared/data/videos --licences ../shared/data/MANIFEST.tsv -o speech-data/
+    """
+    from talkanim.speech.dataset import TRAIN_LICENCES, prepare_speech_dataset
+
+    _choice("--landmarks", landmarks, ("auto", "fan", "dlib"))
+    with _command(quiet, debug) as ui:
+        report = prepare_speech_dataset(
+            videos, out_dir, backend=landmarks, cache_dir=cache, licences=licences,
+            train_licences=tuple(train_licence or TRAIN_LICENCES), val_fraction=val_fraction, seed=seed,
+            progress=lambda done, total, _name: ui.progress("prepare", done, total),
+        )
+        ui.finish()
+        for video, reason in report.skipped:
+            ui.log(f"skipped {video}: {reason}")
+        summary = {"dataset": str(out_dir), "clips": len(report.clips), "skipped": len(report.skipped),
+                   "people": {k: len(v) for k, v in report.people.items()}, "seconds": round(report.seconds, 1)}
+        if json_out:
+            _print_json(summary)
+        else:
+            counts = ", ".join(f"{len(v)} {k}" for k, v in report.people.items())
+            ui.log(f"wrote {report.manifest}: {len(report.clips)} clips ({counts} people), {len(report.skipped)} skipped")
+
+
+@app.command("train-speech")
+def train_speech_command(
+    dataset: Annotated[Path, typer.Argument(help="A folder written by `talkanim prepare-speech`.", show_default=False)],
+    out_dir: Annotated[Path, typer.Option("--output", "-o", help="Run folder: speech.safetensors, metrics.json.")],
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Optimizer steps.")] = SpeechTrainConfig.steps,
+    coefs: Annotated[int, typer.Option("--coefs", min=1, max=32, help="PCA components of the mouth shape.")] = SpeechTrainConfig.coefs,
+    channels: Annotated[int, typer.Option("--channels", min=4, help="Width of the network.")] = SpeechTrainConfig.channels,
+    lr: Annotated[float, typer.Option("--lr", min=0.0, help="Peak learning rate (one-cycle schedule).")] = SpeechTrainConfig.lr,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of initialisation and sampling.")] = 0,
+    json_out: Json = False,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Train the speech -> mouth model (and fit the loudness baseline) on a prepared dataset.
+
+    The learned model is marked the default only if it beats the baseline on the validation people.
+    Example: talkanim train-speech speech-data/ -o runs/speech/ && talkanim speak face.jpg talk.mp3 --speech-weights runs/speech/
+    """
+    import torch
+
+    from talkanim.speech.train import train_speech
+
+    config = SpeechTrainConfig(steps=steps, coefs=coefs, channels=channels, lr=lr, seed=seed)
+    with _command(quiet, debug) as ui:
+        torch.set_num_threads(max(1, torch.get_num_threads()))
+        result = train_speech(
+            dataset, out_dir, config, log=ui.log,
+            progress=lambda step, total, m: ui.progress("train", step, total, f"loss {m['loss']:.3f} val r {m['val_r']:.3f}"),
+        )
+        ui.finish()
+        val = result.summary.get("val", {})
+        summary = {"run": str(out_dir), "weights": str(result.weights), "default": result.default,
+                   "val": {k: val.get(k, {}).get("r") for k in ("learned", "loudness")}, "seconds": result.seconds}
+        if json_out:
+            _print_json(summary)
+        else:
+            ui.log(f"wrote {result.weights}; validation r: learned {summary['val']['learned']}, loudness "
+                   f"{summary['val']['loudness']}; default mouth: {result.default}")
 
 
 # -- helpers --------------------------------------------------------------------------------

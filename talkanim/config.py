@@ -14,6 +14,7 @@ LandmarkBackendName = Literal["auto", "mesh", "dlib", "fan"]
 MotionMode = Literal["relative", "absolute"]
 ModelMode = Literal["auto", "hybrid", "paper", "none"]
 DeviceName = Literal["auto", "cpu", "cuda"]
+MouthModelName = Literal["auto", "learned", "loudness"]
 
 
 @dataclass
@@ -81,6 +82,49 @@ class NeuralConfig:
 
 
 @dataclass
+class IdleConfig:
+    """Motion a speech-driven portrait makes that the speech does not carry (speech/idle.py).
+
+    Lengths are canvas pixels of the speech stage's template face, whose eyes are 64 px apart.
+    Head amplitudes (standard deviations while speaking) are 60 % of the medians tracked in the
+    corpus's talking clips (tilt 2.35 deg, left-right 4.5 px, up-down 2.9 px, scale 1.8 %): a
+    painting is calmer than an interview, and large moves strain the warp.
+    """
+
+    head_tau_s: float = 1.2  # how slowly the head drifts (time constant of its smooth noise)
+    roll_deg: float = 1.4  # head tilt
+    sway_px: float = 2.7  # left-right drift
+    nod_px: float = 1.8  # up-down drift (and nods on loud onsets)
+    scale: float = 0.011  # towards / away from the camera, relative
+    still: float = 0.5  # share of that motion left while silent
+    blink_interval_s: float = 3.6  # mean time between blinks (~17 a minute)
+    blink_min_gap_s: float = 0.8  # never closer than this (except double blinks)
+    blink_min_s: float = 0.10  # a blink lasts 100-300 ms
+    blink_max_s: float = 0.30
+    double_blink: float = 0.1  # chance that a blink is followed by a second one
+    blink_depth: float = 1.0  # 1: the lids meet
+    brow_px: float = 1.0  # brow drift, and raise on loud onsets
+    gaze_x: float = 0.06  # spread of fixations, eye widths
+    gaze_y: float = 0.03
+
+
+@dataclass
+class SpeechConfig:
+    """How `talkanim speak` turns speech into motion."""
+
+    # learned: the shipped speech -> mouth network; loudness: mouth opening from the loudness
+    # envelope (the baseline); auto: whichever the shipped weights mark as the default.
+    mouth: MouthModelName = "auto"
+    mouth_gain: float = 1.0  # scales the mouth's motion (1: as the model predicts it)
+    seed: int = 0  # idle motion: another seed, another performance
+    pose: Path | None = None  # head pose, blinks and gaze from this video instead of idle motion
+    weights: Path | None = None  # speech weights (a file or a train-speech run) instead of the shipped ones
+    voice: str = "en"  # espeak-ng voice for --text
+    default_fps: float = 25.0  # output frame rate when there is no pose video
+    idle: IdleConfig = field(default_factory=IdleConfig)
+
+
+@dataclass
 class AnimateConfig:
     """Everything `talkanim animate` decides."""
 
@@ -95,3 +139,25 @@ class AnimateConfig:
     face_index: int | None = None  # None: the largest face
     fps: float | None = None  # None: the driver's fps
     audio: bool = True
+    speech: SpeechConfig = field(default_factory=SpeechConfig)  # `speak` only
+
+
+@dataclass
+class SpeechTrainConfig:
+    """`talkanim train-speech`: the speech -> mouth network and its training (speech/train.py)."""
+
+    coefs: int = 8  # PCA components of the mouth-and-jaw offsets
+    channels: int = 64
+    kernel: int = 5
+    dilations: tuple[int, ...] = (1, 2, 4, 8)  # 30 feature frames (0.3 s) of context either side
+    dropout: float = 0.1
+    steps: int = 3000
+    batch_size: int = 16
+    window_s: float = 4.0  # seconds of speech per training example
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    eval_every: int = 100  # steps between checks on the validation people (the best check is kept)
+    augment: bool = True  # random channel colouring of the features (recordings differ)
+    noisy_copies: int = 2  # extra copies of each training clip over noise or a music-like bed
+    equalize_coefs: bool = True  # loss: each mouth component in units of its spread (else landmark distance)
+    seed: int = 0
