@@ -95,14 +95,15 @@ def rms(x: np.ndarray) -> float:
 
 
 # ------------------------------------------------------------------ landmarks on outputs
-def track(frames: np.ndarray, fps: float = 25.0) -> np.ndarray:
-    """68 landmarks per frame, re-detected with dlib and NOT smoothed: (N, 68, 2)."""
+def track(frames: np.ndarray, fps: float = 25.0, detector=None) -> np.ndarray:
+    """68 landmarks per frame, re-detected (with dlib unless `detector` is given) and NOT
+    smoothed: (N, 68, 2)."""
     from talkanim.config import TrackConfig
     from talkanim.landmarks import make_detector, track_frames
 
     frames = np.asarray(frames).astype(np.uint8, copy=False)
     h, w = frames.shape[1:3]
-    result = track_frames(iter(frames), make_detector("dlib"), fps=fps, size=(w, h),
+    result = track_frames(iter(frames), detector or make_detector("dlib"), fps=fps, size=(w, h),
                           config=TrackConfig(smooth=False))
     assert result.valid.all(), f"no face found on output frames {np.flatnonzero(~result.valid)}"
     return result.points

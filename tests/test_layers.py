@@ -196,6 +196,33 @@ def test_a_head_that_would_fold_the_neck_moves_less(astronaut, astronaut_face):
     assert np.allclose(body.limit(talking), talking)
 
 
+def test_a_body_swaying_across_the_picture_comes_along(astronaut, astronaut_face):
+    """A head that travels further than a neck can lean (a singer swaying two face widths to
+    the side) takes the torso with it instead of being held back or tearing the neck: the face
+    lands at its pose, the chest moves by the travel beyond the lean, nothing folds."""
+    from talkanim.render.body import NECK_LEAN
+
+    h, w = astronaut.shape[:2]
+    picture = _coordinate_picture(h, w)
+    renderer = FaceRenderer(picture, astronaut_face, RenderConfig(mouth_fill=False), matte=np.ones((h, w), np.float32))
+    body = renderer.body
+    body.pinned_edges = ()  # a person in the middle of a wide picture
+    shift = 2.0 * body.frame.width
+    sway = _head_pose(astronaut_face, 0.0, (-shift, 0.0), 1.0)[None]
+    assert np.allclose(body.limit(sway), sway)  # not held back
+    frame = renderer.render_batch(_targets(astronaut_face, sway, 0.0), heads=sway)[0].astype(np.float64)
+    shown = _decoded(frame)
+    f = body.frame
+    for k in (30, 36, 45):  # the face went all the way
+        x, y = np.round(apply_transform(sway[0], astronaut_face.points[k])).astype(int)
+        assert np.linalg.norm(shown[y, x] - astronaut_face.points[k]) < 3.0, k
+    chest = f.chin + 1.6 * f.height * f.down  # below the neck, on the body's axis
+    x, y = np.round(chest + (-(shift - NECK_LEAN * f.height), 0.0)).astype(int)
+    assert np.linalg.norm(shown[y, x] - chest) < 3.0, (shown[y, x], chest)
+    jump, folds = _max_jump_and_folds(frame)
+    assert folds == 0 and jump < 8.0, (jump, folds)
+
+
 def test_shut_eyes_show_lid_skin_not_a_squashed_eye(astronaut, astronaut_face):
     """Lids brought together: where the eye was open the output shows lid skin and lashes, not
     the white and iris squeezed into a line (what the warp alone leaves)."""

@@ -124,7 +124,7 @@ def test_json_line_describes_the_written_file(plain, marked):
     assert result["frames"] == len(plain.frames) == MARKED_FRAMES
     assert (result["height"], result["width"]) == plain.frames.shape[1:3] == (512, 512)
     assert result["fps"] == FPS and result["audio"] is True and len(decode_audio(plain.path)) > 0
-    assert result["landmarks"] == "dlib" and result["model"] == "none"
+    assert result["landmarks"] == "mesh" and result["model"] == "none"
     assert result["driver_frames_without_face"] == 0 and result["status"] == "ok"
 
 
@@ -288,16 +288,22 @@ def face_shape(points: np.ndarray) -> np.ndarray:
     return eyes / width
 
 
-def test_absolute_motion_takes_the_drivers_face_shape(folder, talking, talking_plain_points, portrait_face):
+def test_absolute_motion_takes_the_drivers_face_shape(folder, talking, talking_plain):
     """`--motion absolute` pastes the driver's landmarks as they are, so the output's face takes
-    the driver's proportions; the default keeps the portrait's. Measured eye distance / face
-    width: portrait 0.466, driver 0.423; output 0.428 absolute, 0.491 relative."""
-    from talkanim import api
+    the driver's proportions; the default keeps the portrait's. Everything is read with the face
+    mesh that drives the pipeline (dlib places the temples differently on the two faces: it
+    reads the portrait 0.018 wider-eyed than the mesh, the driver 0.003). Measured eye distance
+    / face width: portrait 0.448, driver 0.426; output 0.430 absolute, 0.468 relative."""
+    from talkanim.io import load_image
+    from talkanim.landmarks import detect_face, make_detector
 
-    driver_shape = face_shape(api.load_driver(talking).track.points).mean()
-    portrait_shape = face_shape(portrait_face.points)
-    absolute = face_shape(track(animate(folder, "absolute", talking, "--motion", "absolute", "-q").frames)).mean()
-    relative = face_shape(talking_plain_points).mean()
+    mesh = make_detector("mesh")
+    driver_shape = face_shape(track(read_frames(talking), detector=mesh)).mean()
+    portrait_shape = face_shape(detect_face(load_image(PORTRAIT), mesh).points)
+    absolute = face_shape(track(animate(folder, "absolute", talking, "--motion", "absolute", "-q").frames,
+                                detector=mesh)).mean()
+    relative = face_shape(track(talking_plain.frames, detector=mesh)).mean()
+    print(f"portrait {portrait_shape:.3f}, driver {driver_shape:.3f}; absolute {absolute:.3f}, relative {relative:.3f}")
     assert abs(absolute - driver_shape) < 0.5 * abs(absolute - portrait_shape), (absolute, driver_shape, portrait_shape)
     assert abs(relative - portrait_shape) < 0.5 * abs(relative - driver_shape), (relative, driver_shape, portrait_shape)
 
@@ -325,8 +331,7 @@ def test_smoothing_steadies_a_shaking_camera(folder, talking):
     """The driver filmed by a shaking camera (each frame moved by up to 2 px at random): with
     the default One-Euro smoothing the output's face shakes less than when the driver's
     landmarks are used raw, and the mouth still moves as much. Measured frame-to-frame
-    acceleration of the output's landmarks: 1.44 px smoothed vs 3.16 raw (1.75 vs 2.35 on the
-    steady clip); mouth-opening spread 0.091 vs 0.076."""
+    acceleration of the output's landmarks (dlib): 1.55 px smoothed vs 2.98 raw."""
     from talkanim import api
     from talkanim.config import AnimateConfig, NeuralConfig, TrackConfig
     from talkanim.landmarks import mouth_opening
@@ -344,5 +349,8 @@ def test_smoothing_steadies_a_shaking_camera(folder, talking):
         return float(np.linalg.norm(points[2:] - 2 * points[1:-1] + points[:-2], axis=-1).mean())
 
     smoothed, raw = output_points(True), output_points(False)
+    print(f"shake {shake_of(smoothed):.2f} vs {shake_of(raw):.2f} px; mouth spread {mouth_opening(smoothed).std():.3f} vs {mouth_opening(raw).std():.3f}")
     assert shake_of(smoothed) < 0.7 * shake_of(raw), (shake_of(smoothed), shake_of(raw))
-    assert mouth_opening(smoothed).std() > 0.8 * mouth_opening(raw).std()
+    # the mouth still talks: its spread is kept to within 0.7 (measured 0.050 smoothed, 0.061
+    # raw, the raw one widened by the shake's jitter in the face mesh's mouth)
+    assert mouth_opening(smoothed).std() > 0.7 * mouth_opening(raw).std()

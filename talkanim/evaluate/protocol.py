@@ -28,6 +28,7 @@ from talkanim.evaluate import metrics as M
 from talkanim.evaluate import viewer as V
 from talkanim.evaluate.identity import FaceAnalyzer, get_analyzer
 from talkanim.evaluate.methods import Animator, Method, Shot, make_method
+from talkanim.landmarks.matte import PersonMatter, person_matte
 from talkanim.landmarks.types import Face
 from talkanim.motion.shots import blend_weights
 from talkanim.render.crop import CropBox, crop_image, face_crop_box
@@ -217,7 +218,7 @@ class SelfResult:
 
 def self_reenact(clip: Clip, plan: ClipPlan, methods: dict[str, Method], *, device: str = "cpu",
                  csim_frames: int = 8, grid_rows: int = 4, shot_blend: int = MotionConfig.shot_blend, analyzer: FaceAnalyzer | None = None,
-                 progress: Progress | None = None, log: Log | None = None) -> SelfResult:
+                 matter: PersonMatter | None = None, progress: Progress | None = None, log: Log | None = None) -> SelfResult:
     """Score every available method at every T of `plan` on one clip; each driver frame is
     rendered from its `shot_blend` nearest shots (`talkanim.motion.blend_weights`)."""
     started = time.perf_counter()
@@ -234,6 +235,8 @@ def self_reenact(clip: Clip, plan: ClipPlan, methods: dict[str, Method], *, devi
     done = 0
     for t, shot_idx in plan.shots.items():
         shots = [Shot(clip.frames[i], _face_at(clip, i), i) for i in shot_idx]
+        # the first shot is the portrait: its person matte, as `animate` computes one
+        shots[0] = replace(shots[0], matte=person_matte(shots[0].image, shots[0].face, matter=matter))
         weights = blend_weights(clip.track.points[shot_idx], targets, shot_blend)
         grid = {"source": [crop_image(shots[0].image, reals[k].box, CROP_SIZE) for k in grid_at],
                 "real": [reals[k].crop for k in grid_at]}
@@ -287,7 +290,7 @@ class CrossResult:
 
 def cross_reenact(portrait_path: Path, clip: Clip, frame_indices: list[int], methods: dict[str, Method],
                   detector, *, device: str = "cpu", csim_frames: int = 8,
-                  analyzer: FaceAnalyzer | None = None) -> CrossResult:
+                  analyzer: FaceAnalyzer | None = None, matter: PersonMatter | None = None) -> CrossResult:
     """Drive one portrait by a clip's frames (relative motion, as `animate` does) and measure
     what a viewer sees (talkanim.evaluate.viewer): CSIM to the portrait; blinks followed and the
     eyes' correlation, mouth gain and correlation, from landmarks that `detector` tracks on the
@@ -295,14 +298,13 @@ def cross_reenact(portrait_path: Path, clip: Clip, frame_indices: list[int], met
     drift from optical flow between the portrait and each output frame."""
     from talkanim.io import load_image
     from talkanim.landmarks import detect_face, smooth_track, track_frames
-    from talkanim.landmarks.matte import person_matte
     from talkanim.motion import retarget
 
     analyzer = analyzer or get_analyzer()
     out = CrossResult(str(portrait_path), str(clip.path))
     image = load_image(portrait_path)
     face = detect_face(image, detector)
-    matte = person_matte(image, face)
+    matte = person_matte(image, face, matter=matter)
     view = V.PortraitView.make(image, matte, face.points)
     # Retarget the whole clip as `animate` would (its smoothing, its neutral references), then
     # keep the driver frames; the driver's own openings are measured on the raw track.

@@ -101,9 +101,11 @@ def evaluate(
 
     from talkanim.io import camera_shots, probe_video
     from talkanim.landmarks import make_detector
+    from talkanim.landmarks.matte import PersonMatter
 
     detector = make_detector("auto", log=log)  # the face mesh: it sees blinks
     analyzer = get_analyzer()
+    matter = PersonMatter()  # loaded once: every portrait's (and first shot's) person matte
     clips_out, self_results, loaded = [], [], []
     for path in videos:
         path = Path(path)
@@ -124,7 +126,7 @@ def evaluate(
                 raise InputError(f"{path.name}: frames {missing[0]}.. could not be decoded")
             res = self_reenact(clip, plan, method_objs, device=dev, csim_frames=csim_frames,
                                grid_rows=grid_rows, shot_blend=shot_blend, analyzer=analyzer,
-                               progress=progress, log=log)
+                               matter=matter, progress=progress, log=log)
         except Exception as err:  # one bad clip never stops the others
             entry["error"] = _error_line(err)
             if log:
@@ -151,7 +153,7 @@ def evaluate(
         for clip, plan in loaded:
             try:
                 cr = cross_reenact(Path(p), clip, plan.driver, method_objs, detector, device=dev,
-                                   csim_frames=csim_frames, analyzer=analyzer)
+                                   csim_frames=csim_frames, analyzer=analyzer, matter=matter)
                 cross_out.append({"portrait": str(p), "clip": str(clip.path), "results": cr.results})
             except Exception as err:
                 cross_out.append({"portrait": str(p), "clip": str(clip.path), "error": _error_line(err)})

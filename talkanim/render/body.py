@@ -1,16 +1,20 @@
 """The head moves as one body; the neck blends into a still torso.
 
 Each frame the motion stage gives the head's similarity H (portrait -> output picture). Every
-point p of the portrait moves by a share of it:
+point p of the portrait moves by
 
-    G(p) = p + w(p) (H p - p)
+    G(p) = p + e(p) [ w(p) (H p - p) + (1 - w(p)) t(p) s ]
 
 with w = 1 on the head (face, hair, ears, hat: everything above the chin and not far to the
-side), falling smoothly to 0 down the neck (the torso stays still), far to the sides (a chair
-beside the face does not swing with a nod) and towards the picture's edges where the person
-touches them (a head cut by the frame cannot show what lies beyond it). The renderer needs the
-inverse -- which portrait point lands on output pixel x -- found by the fixed-point iteration
-p <- x - w(p) (H p - p), a contraction where w varies slowly.
+side), falling smoothly to 0 down the neck and far to the sides (a chair beside the face does
+not swing with a nod). The torso below stays still while the head nods and turns; when the head
+travels further than a neck can lean (a person swaying across the picture) the torso comes
+along: s is the part of the neck's travel beyond NECK_LEAN face heights, t its weight (the
+body, not what lies far to its sides). e fades everything out towards the picture's edges
+where the person touches them (a head cut by the frame cannot show what lies beyond it). The
+renderer needs the inverse -- which portrait point lands on output pixel x -- found by the
+fixed-point iteration p <- x - D(p), D the displacement above, a contraction where the weights
+vary slowly.
 
 G is a bijection (no fold, no tear) while it squeezes no area to nothing. The motion people
 make while talking stays far from that; for the rest (a person who fills the picture, a head
@@ -39,6 +43,11 @@ SIDE_BAND = 1.0
 # a head moving towards the edge squeezes what lies between evenly instead of folding it.
 EDGE_BAND = 0.12
 FOREHEAD = 0.3
+# The torso: full weight within TORSO_SIDE jaw widths of the face's axis, none past
+# TORSO_SIDE + TORSO_BAND; it follows the neck's travel beyond NECK_LEAN eye-to-chin distances.
+TORSO_SIDE = 2.0
+TORSO_BAND = 3.0
+NECK_LEAN = 0.25
 MIN_STRETCH = 0.3  # the body map may squeeze an area to this fraction, no further (0 would fold)
 CHECK_GRID = 48  # points per side of the grid the fold check runs on
 LIMIT_STEPS = 8  # bisection steps when a head pose has to be taken back
@@ -105,13 +114,22 @@ class BodyWarp:
         least = EDGE_BAND * min(self.size)
         return {edge: max(least, gap[edge]) for edge in self.pinned_edges}
 
-    def support_box(self) -> tuple[float, float, float, float]:
-        """(x0, y0, x1, y1) picture px bounding where w can be above 0."""
+    def head_box(self) -> tuple[float, float, float, float]:
+        """(x0, y0, x1, y1) picture px bounding where the head's share w is above 0."""
         f = self.frame
         neck, side_band = self.bands()
+        return self._box(SIDE_START * f.width + side_band, NECK_START * f.height + neck)
+
+    def support_box(self) -> tuple[float, float, float, float]:
+        """(x0, y0, x1, y1) picture px bounding where anything can move (head and torso)."""
+        return self._box((TORSO_SIDE + TORSO_BAND) * self.frame.width, 4.0 * max(self.size))
+
+    def _box(self, side: float, below: float) -> tuple[float, float, float, float]:
+        """The box around the face's axis `side` px to either side, from the picture's top to
+        `below` px under the chin, clipped to the picture."""
+        f = self.frame
         right = np.array([-f.down[1], f.down[0]])
-        side = SIDE_START * f.width + side_band
-        bottom = f.chin + (NECK_START * f.height + neck) * f.down
+        bottom = f.chin + below * f.down
         far_up = f.chin - 4.0 * max(self.size) * f.down  # everything above the chin, clipped below
         corners = np.stack([bottom + side * right, bottom - side * right, far_up + side * right, far_up - side * right])
         w, h = self.size
@@ -120,14 +138,37 @@ class BodyWarp:
         return float(x0), float(y0), float(x1), float(y1)
 
     def weight(self, points: torch.Tensor) -> torch.Tensor:
-        """w at picture points (..., 2): (...)."""
+        """w at picture points (..., 2), the head's share of its motion (edges not included): (...)."""
         f = self.frame
         neck_band, side_band = self.bands().tolist()
         rel = points - self._chin.to(points.dtype)
         along = rel @ self._down.to(points.dtype) - NECK_START * f.height
         across = (rel @ self._right.to(points.dtype)).abs() - SIDE_START * f.width
-        w = (1.0 - _smoothstep(along / neck_band)) * (1.0 - _smoothstep(across / side_band))
-        return w * self.edge_weight(points)
+        return (1.0 - _smoothstep(along / neck_band)) * (1.0 - _smoothstep(across / side_band))
+
+    def torso_weight(self, points: torch.Tensor) -> torch.Tensor:
+        """t at picture points (..., 2): how much of the torso's shift they take (...)."""
+        f = self.frame
+        across = ((points - self._chin.to(points.dtype)) @ self._right.to(points.dtype)).abs()
+        return 1.0 - _smoothstep((across - TORSO_SIDE * f.width) / (TORSO_BAND * f.width))
+
+    def torso_shifts(self, heads: np.ndarray) -> np.ndarray:
+        """s (B, 2): how far the torso follows each head pose -- the neck's travel beyond what
+        a neck can lean."""
+        f = self.frame
+        neck = f.chin + NECK_START * f.height * f.down
+        travel = np.einsum("nij,j->ni", heads[:, :2, :2], neck) + heads[:, :2, 2] - neck
+        length = np.linalg.norm(travel, axis=-1, keepdims=True)
+        return travel * np.clip(1.0 - NECK_LEAN * f.height / np.maximum(length, 1e-9), 0.0, None)
+
+    def _displacement(self, heads: np.ndarray, points: torch.Tensor) -> torch.Tensor:
+        """G(p) - p for points (B, ..., 2) under `heads` (B, 3, 3)."""
+        shape = (-1,) + (1,) * (points.dim() - 2) + (2,)
+        torso = torch.tensor(self.torso_shifts(heads), device=points.device, dtype=points.dtype).view(shape)
+        w = self.weight(points).unsqueeze(-1)
+        moved = w * self._apply(heads, points, minus_identity=True)
+        moved = moved + (1.0 - w) * self.torso_weight(points).unsqueeze(-1) * torso
+        return self.edge_weight(points).unsqueeze(-1) * moved
 
     def edge_weight(self, points: torch.Tensor) -> torch.Tensor:
         """The factor (...) that fades any motion out towards the pinned edges, at picture
@@ -158,15 +199,15 @@ class BodyWarp:
             pixels = pixels.expand(len(heads), *pixels.shape)
         # start from the rigid inverse, blended in by its weight: exact on the head
         rigid = self._apply(np.linalg.inv(heads), pixels)
-        p = pixels + self.weight(rigid).unsqueeze(-1) * (rigid - pixels)
+        p = pixels + (self.weight(rigid) * self.edge_weight(rigid)).unsqueeze(-1) * (rigid - pixels)
         for _ in range(ITERATIONS):
-            p = pixels - self.weight(p).unsqueeze(-1) * self._apply(heads, p, minus_identity=True)
+            p = pixels - self._displacement(heads, p)
         return p
 
     def forward(self, points: torch.Tensor, heads: np.ndarray) -> torch.Tensor:
         """G(p) for portrait points (B, ..., 2): where each lands in the output."""
         heads = np.asarray(heads, np.float64).reshape(-1, 3, 3)
-        return points + self.weight(points).unsqueeze(-1) * self._apply(heads, points, minus_identity=True)
+        return points + self._displacement(heads, points)
 
     def limit(self, heads: np.ndarray) -> np.ndarray:
         """The head poses (B, 3, 3), each taken only as far towards its pose as the body map
@@ -189,8 +230,9 @@ class BodyWarp:
         return out
 
     def _min_stretch(self, head: np.ndarray) -> float:
-        """The smallest Jacobian determinant of G on a grid over the support box."""
-        x0, y0, x1, y1 = self.support_box()
+        """The smallest Jacobian determinant of G on a grid over the head's box (the neck
+        included)."""
+        x0, y0, x1, y1 = self.head_box()
         xs = torch.linspace(x0, x1, CHECK_GRID, dtype=torch.float64)
         ys = torch.linspace(y0, y1, CHECK_GRID, dtype=torch.float64)
         grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij")[::-1], -1)

@@ -128,13 +128,10 @@ class FaceRenderer:
         self._stride = max(1, int(2.0 * box.side * self.scale / s))
         # where the output can differ from the portrait before the head moves: the person's
         # layer inside the body's reach (and the plate's hole around it), and the face crop
-        person = (matte > HOLE_THRESHOLD)
-        sx0, sy0, sx1, sy1 = (int(np.floor(sx0)), int(np.floor(sy0)), int(np.ceil(sx1)), int(np.ceil(sy1)))
-        person[:sy0], person[sy1:], person[:, :sx0], person[:, sx1:] = False, False, False, False
-        rows, cols = np.nonzero(person.any(axis=1))[0], np.nonzero(person.any(axis=0))[0]
         grow = HOLE_GROWTH * face.size + 2.0
-        self._head_box = (np.array([cols[0] - grow, rows[0] - grow, cols[-1] + 1 + grow, rows[-1] + 1 + grow])
-                          if rows.size else np.array([box.x0, box.y0, box.x0 + box.side, box.y0 + box.side]))
+        # ... for the head alone, and for the whole body when the torso moves too
+        self._head_box = _person_box(matte, self.body.head_box(), grow, box)
+        self._body_box = _person_box(matte, self.body.support_box(), grow, box)
         self.shots = ShotSources(shots, self.source_crop, self.source_points_crop, size=s,
                                  paste_size=round(box.side * self.scale), crop_scale=self.config.crop_scale,
                                  anchors=anchors, fence=fence, mouth_fill=self.config.mouth_fill,
@@ -352,6 +349,11 @@ class FaceRenderer:
         moved = np.einsum("nij,kj->nki", heads[:, :2, :2], corners) + heads[:, None, :2, 2]
         box = self.crop_box
         pts = np.concatenate([corners, moved.reshape(-1, 2), [[box.x0, box.y0], [box.x0 + box.side, box.y0 + box.side]]])
+        torso = self.body.torso_shifts(heads)
+        if np.abs(torso).max() > 0.0:  # the body comes along: its box, where it was and went
+            x0, y0, x1, y1 = self._body_box
+            body = np.array([[x0, y0], [x1, y1]], np.float64)
+            pts = np.concatenate([pts, body, (body[None] + torso[:, None]).reshape(-1, 2)])
         lo, hi = pts.min(axis=0) - 2.0, pts.max(axis=0) + 2.0
         reg = self.region
         ph, pw = reg.patch_size
@@ -384,6 +386,18 @@ class FaceRenderer:
         pupils = None if target_pupils is None else np.asarray(target_pupils, np.float32)[None]
         heads = None if head is None else np.asarray(head, np.float64)[None]
         return self.render_batch(np.asarray(target_points, np.float32)[None], pupils, heads=heads, refine=refine)[0]
+
+
+def _person_box(matte: np.ndarray, within: tuple[float, float, float, float], grow: float, crop: CropBox) -> np.ndarray:
+    """(x0, y0, x1, y1) around the person's pixels inside `within`, grown by `grow` px (the
+    face crop's box when there are none)."""
+    person = matte > HOLE_THRESHOLD
+    x0, y0, x1, y1 = (int(np.floor(within[0])), int(np.floor(within[1])), int(np.ceil(within[2])), int(np.ceil(within[3])))
+    person[:y0], person[y1:], person[:, :x0], person[:, x1:] = False, False, False, False
+    rows, cols = np.nonzero(person.any(axis=1))[0], np.nonzero(person.any(axis=0))[0]
+    if not rows.size:
+        return np.array([crop.x0, crop.y0, crop.x0 + crop.side, crop.y0 + crop.side])
+    return np.array([cols[0] - grow, rows[0] - grow, cols[-1] + 1 + grow, rows[-1] + 1 + grow])
 
 
 def _clipped_region(box: tuple[float, float, float, float], shape: tuple[int, int], scale: float) -> PasteRegion | None:
