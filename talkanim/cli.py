@@ -66,6 +66,8 @@ Model = Annotated[
     str, typer.Option("--model", envvar="TALKANIM_MODEL", help="hybrid (warp + neural correction), paper (neural painting), none (warp only); auto: hybrid when weights are installed.")
 ]
 Weights = Annotated[Optional[Path], typer.Option("--weights", help="Model weights (.safetensors) or a training run folder. [default: the shipped weights]")]
+Shot = Annotated[Optional[list[Path]], typer.Option("--shot", help="Another picture of the same person (repeatable).")]
+ShotsDir = Annotated[Optional[Path], typer.Option("--shots", help="A folder of more pictures of the same person.")]
 ShotBlend = Annotated[
     int, typer.Option("--shot-blend", min=1, help="With several shots: blend each frame from this many of the nearest (1: only the nearest).")
 ]
@@ -105,8 +107,8 @@ def animate(
     preview: Annotated[bool, typer.Option("--preview", help="Show source | driver | result side by side.")] = False,
     model: Model = "auto",
     weights: Weights = None,
-    shot: Annotated[Optional[list[Path]], typer.Option("--shot", help="Another picture of the same person (repeatable).")] = None,
-    shots_dir: Annotated[Optional[Path], typer.Option("--shots", help="A folder of more pictures of the same person.")] = None,
+    shot: Shot = None,
+    shots_dir: ShotsDir = None,
     shot_blend: ShotBlend = MotionConfig.shot_blend,
     finetune_steps: FinetuneSteps = None,
     person: Annotated[Optional[Path], typer.Option("--person", help="A person saved with --save-person: no fine-tuning.")] = None,
@@ -169,8 +171,8 @@ def speak(
     model: Model = "auto",
     weights: Weights = None,
     speech_weights: SpeechWeights = None,
-    shot: Annotated[Optional[list[Path]], typer.Option("--shot", help="Another picture of the same person (repeatable).")] = None,
-    shots_dir: Annotated[Optional[Path], typer.Option("--shots", help="A folder of more pictures of the same person.")] = None,
+    shot: Shot = None,
+    shots_dir: ShotsDir = None,
     finetune_steps: FinetuneSteps = None,
     device: Device = "auto",
     json_out: Json = False,

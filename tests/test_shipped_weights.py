@@ -76,8 +76,8 @@ def install_with_manifest(folder, manifest: dict) -> dict:
     package = Path(talkanim.__file__).parent
     site = folder / "site"
     shutil.copytree(package, site / "talkanim", ignore=shutil.ignore_patterns("__pycache__", "*.safetensors"))
-    for weights in package.joinpath("weights").glob("*.safetensors"):
-        (site / "talkanim" / "weights" / weights.name).symlink_to(weights)
+    for weights in package.rglob("*.safetensors"):  # the networks and the face mesh's models
+        (site / "talkanim" / weights.relative_to(package)).symlink_to(weights)
     (site / "talkanim" / "weights" / "weights.json").write_text(json.dumps(manifest))
     env = {k: v for k, v in os.environ.items() if k not in ("TALKANIM_MODEL", "PYTHONPATH")}
     return {**env, "PYTHONPATH": str(site), "TALKANIM_FINETUNE_STEPS": "0"}
