@@ -197,9 +197,14 @@ class BodyWarp:
         heads = np.asarray(heads, np.float64).reshape(-1, 3, 3)
         if pixels.dim() == 3:
             pixels = pixels.expand(len(heads), *pixels.shape)
-        # start from the rigid inverse, blended in by its weight: exact on the head
+        # start from the rigid inverse on the head and the torso's shift undone below it, each
+        # by its weight: exact on the head and on the body
         rigid = self._apply(np.linalg.inv(heads), pixels)
-        p = pixels + (self.weight(rigid) * self.edge_weight(rigid)).unsqueeze(-1) * (rigid - pixels)
+        shape = (-1,) + (1,) * (pixels.dim() - 2) + (2,)
+        torso = torch.tensor(self.torso_shifts(heads), device=pixels.device, dtype=pixels.dtype).view(shape)
+        w = self.weight(rigid).unsqueeze(-1)
+        below = (1.0 - w) * self.torso_weight(pixels - torso).unsqueeze(-1) * torso
+        p = pixels + self.edge_weight(rigid).unsqueeze(-1) * (w * (rigid - pixels) - below)
         for _ in range(ITERATIONS):
             p = pixels - self._displacement(heads, p)
         return p
