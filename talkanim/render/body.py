@@ -161,10 +161,14 @@ class BodyWarp:
         length = np.linalg.norm(travel, axis=-1, keepdims=True)
         return travel * np.clip(1.0 - NECK_LEAN * f.height / np.maximum(length, 1e-9), 0.0, None)
 
+    def _torso_shifts_like(self, heads: np.ndarray, points: torch.Tensor) -> torch.Tensor:
+        """`torso_shifts` as a tensor broadcasting against points (B, ..., 2)."""
+        shape = (-1,) + (1,) * (points.dim() - 2) + (2,)
+        return torch.tensor(self.torso_shifts(heads), device=points.device, dtype=points.dtype).view(shape)
+
     def _displacement(self, heads: np.ndarray, points: torch.Tensor) -> torch.Tensor:
         """G(p) - p for points (B, ..., 2) under `heads` (B, 3, 3)."""
-        shape = (-1,) + (1,) * (points.dim() - 2) + (2,)
-        torso = torch.tensor(self.torso_shifts(heads), device=points.device, dtype=points.dtype).view(shape)
+        torso = self._torso_shifts_like(heads, points)
         w = self.weight(points).unsqueeze(-1)
         moved = w * self._apply(heads, points, minus_identity=True)
         moved = moved + (1.0 - w) * self.torso_weight(points).unsqueeze(-1) * torso
@@ -200,8 +204,7 @@ class BodyWarp:
         # start from the rigid inverse on the head and the torso's shift undone below it, each
         # by its weight: exact on the head and on the body
         rigid = self._apply(np.linalg.inv(heads), pixels)
-        shape = (-1,) + (1,) * (pixels.dim() - 2) + (2,)
-        torso = torch.tensor(self.torso_shifts(heads), device=pixels.device, dtype=pixels.dtype).view(shape)
+        torso = self._torso_shifts_like(heads, pixels)
         w = self.weight(rigid).unsqueeze(-1)
         below = (1.0 - w) * self.torso_weight(pixels - torso).unsqueeze(-1) * torso
         p = pixels + self.edge_weight(rigid).unsqueeze(-1) * (w * (rigid - pixels) - below)

@@ -28,8 +28,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from talkanim.render.polyline import frame, interpolate, knots
-
 INNER = np.arange(60, 68)
 UPPER_INNER = np.array([60, 61, 62, 63, 64])
 LOWER_INNER = np.array([60, 67, 66, 65, 64])
@@ -79,8 +77,31 @@ def skin_colour(crop: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 
 def _frame(points: torch.Tensor):
-    """Mouth-aligned frame: origin at 60, unit x towards 64, unit y across (down)."""
-    return frame(points, 60, 64)
+    """Mouth-aligned frame: origin at 60, unit x towards 64, unit y across (down). (B, 2) each."""
+    o = points[:, 60]
+    ex = points[:, 64] - o
+    length = ex.norm(dim=-1, keepdim=True).clamp_min(1e-3)
+    ex = ex / length
+    ey = torch.stack([-ex[:, 1], ex[:, 0]], -1)
+    return o, ex, ey, length[:, 0]
+
+
+def _curve(points: torch.Tensor, idx: np.ndarray, o, ex, ey):
+    """A lip curve in the mouth frame: knots (B, K) along x (made non-decreasing) and y (B, K)."""
+    p = points[:, idx] - o[:, None]
+    kx = (p * ex[:, None]).sum(-1)
+    ky = (p * ey[:, None]).sum(-1)
+    return torch.cummax(kx, dim=1).values, ky
+
+
+def _interp(x: torch.Tensor, kx: torch.Tensor, ky: torch.Tensor) -> torch.Tensor:
+    """Piecewise-linear y(x) per frame: x (B, N), knots (B, K) -> (B, N); clamped at the ends."""
+    n = kx.shape[1]
+    i = torch.searchsorted(kx.contiguous(), x.contiguous()).clamp(1, n - 1)
+    x0, x1 = kx.gather(1, i - 1), kx.gather(1, i)
+    y0, y1 = ky.gather(1, i - 1), ky.gather(1, i)
+    t = ((x - x0) / (x1 - x0).clamp_min(1e-4)).clamp(0.0, 1.0)
+    return y0 + t * (y1 - y0)
 
 
 def _smooth(x: torch.Tensor) -> torch.Tensor:
@@ -117,10 +138,10 @@ class MouthFiller:
         of its gap from the top: its darkest row (the gap under the upper teeth), central columns."""
         p = torch.from_numpy(pts)[None]
         o, ex, ey, length = _frame(p)
-        ux, uy = knots(p, UPPER_INNER, o, ex, ey)
-        lx, ly = knots(p, LOWER_INNER, o, ex, ey)
+        ux, uy = _curve(p, UPPER_INNER, o, ex, ey)
+        lx, ly = _curve(p, LOWER_INNER, o, ex, ey)
         a = torch.linspace(0.25, 0.75, 9)[None] * length[:, None]  # (1, 9)
-        u, low = interpolate(a, ux, uy), interpolate(a, lx, ly)
+        u, low = _interp(a, ux, uy), _interp(a, lx, ly)
         if float((low - u).mean()) < 4.0:  # no interior worth reading
             return 0.5
         v = torch.linspace(0.3, 0.95, 14)[:, None]  # (14, 1) rows, share of the gap
@@ -136,14 +157,14 @@ class MouthFiller:
         """Largest (target gap - source gap) over each frame's mouth, px (B,)."""
         ot, ext, eyt, lt = _frame(t)
         os_, exs, eys, ls = _frame(s)
-        ux, uy = knots(t, UPPER_INNER, ot, ext, eyt)
-        lx, ly = knots(t, LOWER_INNER, ot, ext, eyt)
+        ux, uy = _curve(t, UPPER_INNER, ot, ext, eyt)
+        lx, ly = _curve(t, LOWER_INNER, ot, ext, eyt)
         a = torch.linspace(0.05, 0.95, 16, dtype=t.dtype)[None] * lt[:, None]
-        g_t = interpolate(a, lx, ly) - interpolate(a, ux, uy)
-        sux, suy = knots(s, UPPER_INNER, os_, exs, eys)
-        slx, sly = knots(s, LOWER_INNER, os_, exs, eys)
+        g_t = _interp(a, lx, ly) - _interp(a, ux, uy)
+        sux, suy = _curve(s, UPPER_INNER, os_, exs, eys)
+        slx, sly = _curve(s, LOWER_INNER, os_, exs, eys)
         a_s = a * (ls / lt)[:, None]
-        g_s = (interpolate(a_s, slx, sly) - interpolate(a_s, sux, suy)).clamp_min(0.0)
+        g_s = (_interp(a_s, slx, sly) - _interp(a_s, sux, suy)).clamp_min(0.0)
         return (g_t - g_s).amax(dim=1)
 
     @torch.inference_mode()
@@ -176,11 +197,11 @@ class MouthFiller:
         rel = pix - ot[:, None]
         a = (rel * ext[:, None]).sum(-1)  # (B, N)
         y = (rel * eyt[:, None]).sum(-1)
-        ux, uy = knots(t, UPPER_INNER, ot, ext, eyt)
-        lx, ly = knots(t, LOWER_INNER, ot, ext, eyt)
+        ux, uy = _curve(t, UPPER_INNER, ot, ext, eyt)
+        lx, ly = _curve(t, LOWER_INNER, ot, ext, eyt)
         inside_x = (a > 0) & (a < lt[:, None])
-        u_t = interpolate(a, ux, uy)
-        l_t = interpolate(a, lx, ly)
+        u_t = _interp(a, ux, uy)
+        l_t = _interp(a, lx, ly)
         g_t = (l_t - u_t).clamp_min(0.0)
         d = y - u_t  # below the upper inner lip
         e = l_t - y  # above the lower inner lip
@@ -188,10 +209,10 @@ class MouthFiller:
         # the same column in the source
         os_, exs, eys, ls = _frame(s)
         a_s = a * (ls / lt)[:, None]
-        sux, suy = knots(s, UPPER_INNER, os_, exs, eys)
-        slx, sly = knots(s, LOWER_INNER, os_, exs, eys)
-        u_s = interpolate(a_s, sux, suy)
-        l_s = interpolate(a_s, slx, sly)
+        sux, suy = _curve(s, UPPER_INNER, os_, exs, eys)
+        slx, sly = _curve(s, LOWER_INNER, os_, exs, eys)
+        u_s = _interp(a_s, sux, suy)
+        l_s = _interp(a_s, slx, sly)
         g_s = (l_s - u_s).clamp_min(0.0)
         # the source's interior is stretched up to STRETCH x, then splits at its darkest row: the
         # top rides with the upper lip (upper teeth), the rest with the lower lip

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from scipy.spatial import Delaunay
 
+from talkanim.render.eyelids import lid_gap
+
 # Virtual forehead points: the brows (17-26) lifted perpendicular to the eye line by this
 # fraction of the outer eye corners' distance, so the forehead moves with the head. (It was
 # 0.45 of the chin -> nose-bridge distance, the same length on average over our clips, but then
@@ -245,7 +247,7 @@ class PiecewiseAffineWarp:
         # pairs on the lid line (no area is shown inverted), so they are not folds
         self._eye_inside = [np.isin(self.triangles, opening).all(axis=1) for opening in OPENINGS[1:]] \
             if self.num_moving >= 80 else []
-        self._eye_gap = [self._lid_gap(self.source_vertices[None], eye)[0] for eye in range(len(self._eye_inside))]
+        self._eye_gap = [float(lid_gap(self.source_vertices, eye)) for eye in range(len(self._eye_inside))]
         source_areas = _signed_areas(self.source_vertices.astype(np.float64), self.triangles) * self.orientation
         self._source_areas = np.where(inside, 0.0, np.maximum(source_areas, 0.0))
         self._src_tri = self.source_vertices[self.triangles].astype(np.float32)  # (T, 3, 2)
@@ -276,15 +278,9 @@ class PiecewiseAffineWarp:
         areas = _signed_areas(target_vertices, self.triangles) * self.orientation
         bad = (areas < -FLIP_AREA) | (areas < MIN_AREA_RATIO * self._source_areas)
         for eye, inside in enumerate(self._eye_inside):
-            shut = self._lid_gap(target_vertices, eye) < SHUT_GAP * max(self._eye_gap[eye], 1e-6)
+            shut = lid_gap(target_vertices, eye) < SHUT_GAP * max(self._eye_gap[eye], 1e-6)
             bad &= ~(shut[:, None] & inside[None])
         return bad
-
-    @staticmethod
-    def _lid_gap(vertices: np.ndarray, eye: int) -> np.ndarray:
-        """Mean distance between the facing lid points of eye 0 or 1: (B,)."""
-        pairs = FACING[3:5] if eye == 0 else FACING[5:7]
-        return np.mean([np.linalg.norm(vertices[:, a] - vertices[:, b], axis=-1) for a, b in pairs], axis=0)
 
     def untangle(self, target_vertices: np.ndarray) -> np.ndarray:
         """The targets (B, V, 2) with every flipped triangle's moving vertices pulled back
