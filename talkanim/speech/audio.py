@@ -18,15 +18,10 @@ import numpy as np
 
 from talkanim.errors import InputError
 from talkanim.io import ffmpeg_exe
+from talkanim.io.video import _ffmpeg_path, _read_full, _read_tail  # the same pipe, read as video is
 
 SAMPLE_RATE = 16000
 CHUNK_SECONDS = 10.0
-
-
-def _tail(errf) -> str:
-    errf.seek(0)
-    text = errf.read().decode("utf-8", errors="replace")
-    return text[-4000:]
 
 
 def _reason(stderr: str, path: Path) -> str:
@@ -69,7 +64,7 @@ def iter_audio(path: str | Path, chunk_seconds: float = CHUNK_SECONDS) -> Iterat
 def _chunks(p: Path, chunk: int) -> Iterator[np.ndarray]:
     cmd = [
         ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-nostats",
-        "-i", "file:" + str(p), "-map", "0:a:0", "-vn", "-sn", "-dn",
+        "-i", _ffmpeg_path(p), "-map", "0:a:0", "-vn", "-sn", "-dn",
         "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "f32le", "pipe:1",
     ]
     with tempfile.TemporaryFile() as errf:  # a file, never a pipe ffmpeg could block on
@@ -77,27 +72,20 @@ def _chunks(p: Path, chunk: int) -> Iterator[np.ndarray]:
                                 bufsize=0, start_new_session=True)
         try:
             total = 0
-            need = chunk * 4
             while True:
-                buf = bytearray(need)
-                view, got = memoryview(buf), 0
-                while got < need:
-                    n = proc.stdout.readinto(view[got:])
-                    if not n:
-                        break
-                    got += n
-                got -= got % 4
+                samples = np.empty(chunk, np.float32)
+                got = _read_full(proc.stdout, memoryview(samples).cast("B")) // 4  # whole samples
                 if got:
-                    total += got // 4
-                    yield np.frombuffer(bytes(buf[:got]), np.float32).copy()
-                if got < need:
+                    total += got
+                    yield samples[:got]
+                if got < chunk:
                     break
             rc = proc.wait()
             if total == 0:
-                raise InputError(_reason(_tail(errf), p) if rc != 0 else f"no audio could be decoded from {p}")
+                raise InputError(_reason(_read_tail(errf), p) if rc != 0 else f"no audio could be decoded from {p}")
             if rc != 0:
                 raise InputError(f"audio decoding failed after {total / SAMPLE_RATE:.1f} s "
-                                 f"({_reason(_tail(errf), p)})")
+                                 f"({_reason(_read_tail(errf), p)})")
         finally:
             if proc.poll() is None:
                 proc.kill()

@@ -137,7 +137,7 @@ def prepare_speech_dataset(
     clip may train. `backend`: the landmark backend of the targets; tracks are cached under
     `cache_dir/backend/`.
     """
-    from talkanim.train.prepare import find_videos
+    from talkanim.train.prepare import default_identity, find_videos, split_identities
 
     started = time.perf_counter()
     paths = find_videos(videos)
@@ -170,17 +170,13 @@ def prepare_speech_dataset(
         raise InputError("no clip could be prepared: " + "; ".join(r for _, r in skipped))
 
     person_of = group_people([d for _, _, d in kept])
-    names = [f"{p.parent.name}/{p.stem}" for p, _, _ in kept]
+    names = [default_identity(p) for p, _, _ in kept]
     people = sorted(set(person_of))
     label = {k: names[person_of.index(k)] for k in people}  # a person is named after their first clip
     licence = [licence_of.get(p.resolve(), "") if licence_of else "" for p, _, _ in kept]
     test_people = {person_of[i] for i in range(len(kept)) if licence_of and licence[i] not in train_licences}
     pool = [k for k in people if k not in test_people]
-    order = list(pool)
-    np.random.default_rng(seed).shuffle(order)
-    n_val = min(max(int(round(val_fraction * len(order))), 1 if val_fraction > 0 and len(order) > 1 else 0),
-                len(order) - 1)
-    val_people = set(order[:n_val])
+    val_people = {k for k, part in split_identities(pool, val_fraction, seed).items() if part == "val"}
 
     def split(k: int) -> str:
         return "test" if k in test_people else "val" if k in val_people else "train"

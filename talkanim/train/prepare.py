@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -181,7 +181,7 @@ def prepare_dataset(
                          image_size=image_size, seconds=time.perf_counter() - start, identities=identities)
 
 
-def split_identities(identities: list[str], val_fraction: float, seed: int) -> dict[str, str]:
+def split_identities(identities: Sequence[Hashable], val_fraction: float, seed: int) -> dict[Hashable, str]:
     """identity -> "train" | "val": a seeded shuffle, `val_fraction` of them to validation.
 
     At least one identity stays in train; at least one goes to validation when there are two or
