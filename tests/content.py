@@ -29,6 +29,15 @@ def run_cli(*args, cwd: Path | None = None, stdin: bytes | None = None, env: dic
                           cwd=cwd, input=stdin, env=env, timeout=timeout)
 
 
+def error_line(proc: subprocess.CompletedProcess) -> str:
+    """The error the user sees: exactly one line on stderr starting with 'error:', no traceback."""
+    err = proc.stderr.decode()
+    assert "Traceback" not in err, err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, err
+    return errors[0]
+
+
 def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
     """Assert exit 0 (showing the end of stderr otherwise) and return `proc`."""
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-3000:]

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from talkanim.io import VideoWriter, iter_frames, load_image, probe_video
+from tests.content import error_line
 
 
 def run_cli(*args, cwd: Path | None = None, stdin: bytes | None = None) -> subprocess.CompletedProcess:
@@ -21,15 +22,6 @@ def run_cli(*args, cwd: Path | None = None, stdin: bytes | None = None) -> subpr
         [sys.executable, "-m", "talkanim", *map(str, args)],
         capture_output=True, cwd=cwd, input=stdin, timeout=300,
     )
-
-
-def error_line(proc: subprocess.CompletedProcess) -> str:
-    """The error the user sees: exactly one line on stderr starting with 'error:'."""
-    lines = [line for line in proc.stderr.decode().splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("error:")]
-    assert len(errors) == 1, proc.stderr.decode()
-    assert "Traceback" not in proc.stderr.decode()
-    return errors[0]
 
 
 def leftovers(folder: Path) -> list[str]:

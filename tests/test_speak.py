@@ -11,13 +11,14 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from tests import content
+from tests.content import error_line
 from tests.speech_helpers import SR, read_wav, speech_wav, synthetic_speech, with_silence, write_wav
 from talkanim.io import VideoWriter, ffmpeg_exe, iter_frames, probe_video
 
@@ -25,17 +26,8 @@ HAS_TTS = bool(shutil.which("espeak-ng") or shutil.which("espeak"))
 NO_TTS_REASON = "no espeak-ng/espeak on PATH (install espeak-ng; .ci/run does when apt is available)"
 
 
-def run_cli(*args, env=None, timeout=300, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "talkanim", *map(str, args)], capture_output=True,
-                          env=env, timeout=timeout, **kwargs)
-
-
-def error_line(proc) -> str:
-    err = proc.stderr.decode()
-    assert "Traceback" not in err, err
-    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
-    assert len(lines) == 1, err
-    return lines[0]
+def run_cli(*args, env=None) -> subprocess.CompletedProcess:
+    return content.run_cli(*args, env=env, timeout=300)
 
 
 def ffmpeg(*args) -> None:

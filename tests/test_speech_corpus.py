@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests import content
 
 pytestmark = pytest.mark.shared_data
 
@@ -17,7 +18,7 @@ NC = "videos/filby89__spectre/W036_level_3_happy_007.mp4"  # CC BY-NC-SA: may no
 
 
 def run_cli(*args, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "talkanim", *map(str, args)], capture_output=True, timeout=900, cwd=cwd)
+    return content.run_cli(*args, cwd=cwd, timeout=900)
 
 
 @pytest.fixture(scope="module")
