@@ -203,3 +203,26 @@ def test_driver_ref_out_of_range(face):
         retarget(face, tr, MotionConfig(driver_ref=3))
     # negative indexes count from the end, like Python
     assert retarget(face, tr, MotionConfig(driver_ref=-1)).num_frames == 3
+
+
+@pytest.mark.shared_data
+def test_a_driver_blink_shuts_the_portraits_lids(face, data_dir):
+    """Frames where a real driver's eyes are shut (looked at: AOC clip frames 10, 26, 80, 111,
+    lids down on the lashes) shut the portrait's lids. A face mesh reads such eyes at 0.35-0.5
+    of their neutral opening, not 0 (measured: 0.41-0.49 here), so the portrait's lids must meet
+    from well above 0 on. Measured on the astronaut: 6-15 % of its own opening, which the
+    renderer draws as shut; with the cut-off at 0.3 of neutral, 18-32 %, a drowsy squint
+    instead of a blink."""
+    from talkanim.api import Session, load_driver
+    from talkanim.config import AnimateConfig
+    from talkanim.landmarks import eye_opening
+
+    driver = load_driver(data_dir / "videos/OpenTalker__SadTalker/WDA_AlexandriaOcasioCortez_000.mp4",
+                         session=Session(AnimateConfig()))
+    motion = retarget(face, driver.track, MotionConfig())
+    shut = [10, 26, 80, 111]
+    share = eye_opening(motion.points[shut]).mean(axis=-1) / eye_opening(face.points[None]).mean()
+    print("portrait's eye opening on the driver's shut frames, share of its own:", share.round(3))
+    assert (share < 0.2).all(), share
+    open_frames = eye_opening(motion.points).mean(axis=-1) / eye_opening(face.points[None]).mean()
+    assert np.median(open_frames) > 0.85  # the rest of the time the eyes stay open

@@ -6,10 +6,12 @@ the line where they meet. That line is where the map jumps from upper-lid skin t
 skin, and interpolating the map across the jump shows the squashed eye -- white and iris --
 smeared over a few pixels: a closed eye that still looks open (a face mesh read it so).
 
-So each portrait also gets a closed-eye layer: the picture with the inside of each eye (its
-six landmarks' polygon) filled in from the skin and lashes around it. As an eye's lids come
-together, what the warp samples from inside that eye is taken more and more from this layer:
-a shut eye shows lid skin and lashes only, an open one the portrait's own eye.
+So each portrait also gets a closed-eye layer: the picture with each eye, and the liners
+painted around it, covered by the skin around them, and one lash line drawn where the lids
+meet. As an eye's lids come together, what the warp samples around that eye is taken more and
+more from this layer: a shut eye shows lid skin and one lash line, an open one the portrait's
+own eye. (With the eye alone filled and the liners left in, a face mesh read the shut eyes of
+nine portraits at 0.63 of open on average, as a squint; with the cover, 0.43.)
 """
 
 from __future__ import annotations
@@ -21,7 +23,15 @@ import numpy as np
 EYES = ((np.arange(36, 42), ((37, 41), (38, 40))), (np.arange(42, 48), ((43, 47), (44, 46))))
 CLOSING_FROM = 0.7  # the eye starts turning to skin when its lid gap falls below this share...
 SHUT = 0.1  # ...and is all skin below this share of the portrait's gap
+# What a shut lid covers, as fractions of the eye's width: the upper liner above the upper lid's
+# landmarks, the lower lid's rim and lashes under its landmarks, past each corner, and all round
+# (the feather); and the width of a shut eye's lash line.
+UPPER_LINER = 0.1
+LOWER_RIM = 0.12
+CORNER_REACH = 0.05
+GROW = 0.04
 FILL_RADIUS = 0.12  # inpainting radius, as a fraction of the eye's width
+LASH_WIDTH = 0.08
 
 
 def lid_gap(points: np.ndarray, eye: int) -> np.ndarray:
@@ -40,8 +50,9 @@ def closure(source_points: np.ndarray, target_points: np.ndarray) -> np.ndarray:
 
 
 def closed_eye_layer(image: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """The portrait (H, W, 3) uint8 with each eye filled in from what surrounds it, plus a
-    fourth channel: where the eyes are (255 inside, feathered over a pixel): (H, W, 4) uint8."""
+    """The portrait (H, W, 3) uint8 with each eye shut: the eye and the liners around it covered
+    by lid skin and one lash line drawn along the lower lid, where the lids meet; plus a fourth
+    channel: where that differs from the portrait (255 inside, feathered): (H, W, 4) uint8."""
     out = np.ascontiguousarray(image).copy()
     mask_all = np.zeros(image.shape[:2], np.uint8)
     p = np.asarray(points, np.float64)
@@ -53,10 +64,46 @@ def closed_eye_layer(image: np.ndarray, points: np.ndarray) -> np.ndarray:
         x1, y1 = np.minimum(np.ceil(eye.max(axis=0)).astype(int) + pad + 1, image.shape[1::-1])
         if x1 - x0 < 3 or y1 - y0 < 3:
             continue
-        mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
-        cv2.fillPoly(mask, [np.round((eye - (x0, y0)) * 16).astype(np.int32)], 255, lineType=cv2.LINE_AA, shift=4)
-        region = np.ascontiguousarray(out[y0:y1, x0:x1])
-        out[y0:y1, x0:x1] = cv2.inpaint(region, (mask > 0).astype(np.uint8),
-                                        max(1.0, FILL_RADIUS * width), cv2.INPAINT_TELEA)
+        region = out[y0:y1, x0:x1]
+        mask, skin, lashes = _lid_cover(region, eye - (x0, y0), width)
+        # the lash line lies just under the lower lid's landmarks: the lids meet on them, and
+        # what lies above them in the portrait (the eye) closes to nothing
+        axis = (eye[3] - eye[0]) / width
+        down = np.array([-axis[1], axis[0]])
+        thickness = max(1, int(round(LASH_WIDTH * width)))
+        lid_line = eye[[0, 5, 4, 3]] + (0.5 * thickness + 1.0) * down - (x0, y0)
+        cv2.polylines(skin, [np.round(lid_line * 16).astype(np.int32)], False, lashes,
+                      thickness=thickness, lineType=cv2.LINE_AA, shift=4)
+        alpha = mask.astype(np.float32)[..., None] / 255.0
+        region[:] = np.round(alpha * skin + (1.0 - alpha) * region).astype(np.uint8)
         mask_all[y0:y1, x0:x1] = np.maximum(mask_all[y0:y1, x0:x1], mask)
     return np.dstack([out, mask_all])
+
+
+def _lid_cover(region: np.ndarray, eye: np.ndarray, width: float) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """Where a shut lid covers an eye (its landmarks `eye` (6, 2) in `region`'s pixels): a
+    feathered uint8 mask, the lid skin to paint there (`region` inpainted, float32) and the lash
+    colour (the eye's darkest paint).
+
+    The cover reaches past the landmarks: painted liners above and below an eye, left in, are
+    two dark lines with the rim between them once the lids meet (an eye a face mesh reads half
+    open), and on a painting the landmarks can sit inside the white of the eye, whose white an
+    inpainting from the cover's edge would carry into the lid."""
+    axis = (eye[3] - eye[0]) / width
+    down = np.array([-axis[1], axis[0]])
+    cover = eye.copy()
+    cover[[0, 3]] += np.array([-1.0, 1.0])[:, None] * CORNER_REACH * width * axis
+    cover[1:3] -= UPPER_LINER * width * down
+    cover[4:6] += LOWER_RIM * width * down
+    hard = np.zeros(region.shape[:2], np.uint8)
+    cv2.fillPoly(hard, [np.round(cover * 16).astype(np.int32)], 255, lineType=cv2.LINE_AA, shift=4)
+    grow = max(1, int(round(GROW * width)))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
+    mask = cv2.GaussianBlur(cv2.dilate(hard, kernel), (0, 0), max(0.5, grow / 2.0))
+    grown = cv2.dilate(hard, kernel) > 0
+    skin = cv2.inpaint(np.ascontiguousarray(region), grown.astype(np.uint8), max(1.0, FILL_RADIUS * width),
+                       cv2.INPAINT_TELEA).astype(np.float32)
+    colours = region.reshape(-1, 3).astype(np.float32)
+    inside = colours[(hard > 0).reshape(-1)]
+    lashes = np.percentile(inside, 5, axis=0) if len(inside) else np.zeros(3)
+    return mask, skin, tuple(float(c) for c in lashes)
