@@ -136,6 +136,45 @@ def test_nearest_shot_and_similarity_warp():
     assert torch.allclose(same, img, atol=1e-4)
 
 
+def test_the_hybrid_trains_on_what_the_renderer_gives_it(astronaut, astronaut_face):
+    """The network's training input is the renderer's: the face warp plus its painted mouth.
+    On the astronaut's crop (mouth closed) driven to open it, the training warp's mouth is the
+    renderer's dark cavity (its inside darker than the bare warp's stretched lips by a clear
+    margin), and with the target = the source it is the crop itself."""
+    import cv2
+
+    from talkanim.render.crop import crop_image, face_crop_box
+    from talkanim.train.dataset import default_warp_fn
+
+    size = 128
+    box = face_crop_box(astronaut_face.points, 1.8)
+    crop = crop_image(astronaut, box, size)
+    src = box.to_crop(astronaut_face.points, size).astype(np.float32)
+    dst = src.copy()
+    up = (src[27] - src[8]) / np.linalg.norm(src[27] - src[8])
+    dst[[55, 56, 57, 58, 59, 65, 66, 67, 6, 7, 8, 9, 10]] -= 0.3 * np.linalg.norm(src[54] - src[48]) * up
+    image = torch.from_numpy(crop).permute(2, 0, 1)[None].float() / 255.0
+    warp = default_warp_fn()
+    same = warp(image, torch.from_numpy(src)[None], torch.from_numpy(src)[None])
+    assert (same - image).abs().mean() < 0.01
+    opened = warp(image, torch.from_numpy(src)[None], torch.from_numpy(dst)[None])
+    inside = np.zeros((size, size), np.uint8)
+    cv2.fillPoly(inside, [np.round(dst[60:68]).astype(np.int32)], 1)
+    cv2.erode(inside, np.ones((3, 3), np.uint8), dst=inside)
+    lum = lambda t: float(t[0].mean(0).numpy()[inside > 0].mean())  # noqa: E731
+    # the bare warp of the same mouth (no fill) stretches the closed lips over the opening
+    from talkanim.landmarks.measures import eye_centres
+    from talkanim.render import warp as W
+
+    anchors, fence = W.face_anchors(size)
+    bare = W.PiecewiseAffineWarp(W.moving_vertices(src[None], eye_centres(src)[None])[0],
+                                 np.concatenate([anchors, W.face_skirt(src)]), size, fence=fence)
+    grid = W.to_normalized(bare.sample_map(W.moving_vertices(dst[None], eye_centres(dst)[None])), size, size)
+    stretched = torch.nn.functional.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    print(f"mouth luminance: filled {lum(opened):.3f}, bare warp {lum(stretched):.3f}")
+    assert lum(opened) < lum(stretched) - 0.1
+
+
 def test_jitter_moves_points_with_the_image():
     rng = np.random.default_rng(1)
     img = torch.zeros(3, 64, 64)

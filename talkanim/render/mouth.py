@@ -40,6 +40,7 @@ MIN_EXCESS = 0.5  # px: a frame whose target gap never exceeds the source's by t
 OWN_INTERIOR = 0.05
 TEETH_FROM = 0.04  # opening (gap / mouth width) where synthesized upper teeth start to show
 TEETH_SHARE = 0.55  # at most this share of the gap is teeth (the rest: the dark cavity)
+TEETH_MAX = 0.16  # and at most this share of the mouth's width
 STRETCH = 1.4  # the source's own interior is stretched up to this factor before a cavity opens
 
 
@@ -247,7 +248,7 @@ class MouthFiller:
         ratio = (g_t / lt[:, None]).clamp_min(0.0)  # opening at this column, / mouth width
         # lips just apart show a dark slit; teeth come in as the mouth opens further (from
         # TEETH_FROM of its width), never filling more than TEETH_SHARE of the gap
-        teeth_h = torch.minimum(TEETH_SHARE * g_t, 0.16 * lt[:, None])
+        teeth_h = torch.minimum(TEETH_SHARE * g_t, TEETH_MAX * lt[:, None])
         upper = (1 - _smooth((dc - teeth_h + 0.5) / 1.0)) * (1 - r ** 3).clamp_min(0.0) ** 0.7
         upper = upper * _smooth((ratio - TEETH_FROM) / 0.08) * 0.85 * self.synth_teeth
         lower_h = 0.12 * g_t

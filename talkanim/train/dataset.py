@@ -165,31 +165,40 @@ class EpisodeDataset:
 
 # ---------------------------------------------------------------------------------------------
 # The hybrid generator's input: a source crop warped onto the target's landmarks. Training takes
-# the warp as a function (the render stage's by default) so tests can swap in a cheaper one.
+# the warp as a function (what the renderer gives the network, by default) so tests can swap in
+# a cheaper one.
 # warp_fn(images (B,3,S,S), src_points (B,68,2), dst_points (B,68,2)) -> (B,3,S,S)
 
 
 def default_warp_fn():
-    """The warp `animate` uses: the render stage's piecewise-affine warp."""
-    return piecewise_affine_warp
+    """What `animate` hands the network: the renderer's face warp with its mouth fill."""
+    return renderer_warp
 
 
 @torch.no_grad()
-def piecewise_affine_warp(images: torch.Tensor, src_points: torch.Tensor, dst_points: torch.Tensor) -> torch.Tensor:
-    """Warp each crop from its landmarks to the target landmarks with the render stage's
-    piecewise-affine warp (one triangulation per source)."""
-    from talkanim.render.warp import PiecewiseAffineWarp, extend_points, face_anchors, to_normalized
+def renderer_warp(images: torch.Tensor, src_points: torch.Tensor, dst_points: torch.Tensor) -> torch.Tensor:
+    """Each crop warped to the target landmarks as the renderer warps a portrait's face crop
+    (pupils among the moving vertices, anchors beside the jaw), with the newly opened mouth
+    painted by the renderer's mouth fill: the network learns to correct what it will be given,
+    a painted cavity and teeth included, not a bare warp it never sees at run time."""
+    from talkanim.landmarks.measures import eye_centres
+    from talkanim.render.mouth import MouthFiller
+    from talkanim.render.warp import PiecewiseAffineWarp, face_anchors, face_skirt, moving_vertices, to_normalized
 
     size = images.shape[-1]
     anchors, fence = face_anchors(size)
-    src = src_points.detach().cpu().numpy()
-    dst = dst_points.detach().cpu().numpy()
-    grids = []
+    src = src_points.detach().cpu().numpy().astype(np.float32)
+    dst = dst_points.detach().cpu().numpy().astype(np.float32)
+    crops = (images.detach().cpu().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    out = []
     for i in range(images.shape[0]):
-        warp = PiecewiseAffineWarp(extend_points(src[i]), anchors, size, fence=fence)
-        grids.append(to_normalized(warp.sample_map(extend_points(dst[i : i + 1])), size, size))
-    grid = torch.cat(grids).to(images.device, images.dtype)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=True)
+        moving = moving_vertices(src[i][None], eye_centres(src[i])[None])[0]
+        warp = PiecewiseAffineWarp(moving, np.concatenate([anchors, face_skirt(src[i])]), size, fence=fence)
+        grid = to_normalized(warp.sample_map(moving_vertices(dst[i][None], eye_centres(dst[i])[None])), size, size)
+        warped = F.grid_sample(images[i:i + 1].float().cpu(), grid, mode="bilinear", padding_mode="border",
+                               align_corners=True)
+        out.append(MouthFiller(src[i], crops[i])(warped, dst[i][None]))
+    return torch.cat(out).to(images.device, images.dtype)
 
 
 @torch.no_grad()
