@@ -203,15 +203,18 @@ def test_evaluate_end_to_end(data_dir, tmp_path, monkeypatch):
 
 
 def test_versus_baseline_pairs_clips_and_knows_which_way_is_better():
-    """Deltas are per-clip differences averaged over clips; lower L1 / AKD counts as better;
+    """Deltas are per-clip differences averaged over clips (mouth and eye regions too); lower L1 /
+    AKD counts as better;
     clips where either side has no value are left out; no baseline, no comparison."""
     from talkanim.evaluate.run import versus_baseline
 
     def clip(warp: dict, hybrid: dict) -> dict:
         return {"results": {"8": {"warp": {"available": True, **warp}, "hybrid": {"available": True, **hybrid}}}}
 
-    clips = [clip({"ssim": 0.80, "l1": 0.050, "csim": 0.90, "akd": 2.0}, {"ssim": 0.82, "l1": 0.040, "csim": None, "akd": 2.5}),
-             clip({"ssim": 0.30, "l1": 0.250, "csim": 0.80, "akd": 9.0}, {"ssim": 0.29, "l1": 0.245, "csim": 0.85, "akd": 8.0}),
+    clips = [clip({"ssim": 0.80, "l1": 0.050, "csim": 0.90, "akd": 2.0, "ssim_mouth": 0.6, "l1_eyes": 0.04},
+                  {"ssim": 0.82, "l1": 0.040, "csim": None, "akd": 2.5, "ssim_mouth": 0.7, "l1_eyes": 0.05}),
+             clip({"ssim": 0.30, "l1": 0.250, "csim": 0.80, "akd": 9.0, "ssim_mouth": 0.5, "l1_eyes": 0.08},
+                  {"ssim": 0.29, "l1": 0.245, "csim": 0.85, "akd": 8.0, "ssim_mouth": 0.4, "l1_eyes": 0.06}),
              {"error": "could not decode"}]
     out = versus_baseline(clips, [8], ["warp", "hybrid"])
     row = out["shots"]["8"]["hybrid"]
@@ -220,6 +223,9 @@ def test_versus_baseline_pairs_clips_and_knows_which_way_is_better():
     assert row["l1"] == {"delta": pytest.approx(-0.0075), "better_clips": 2, "clips": 2}
     assert row["csim"] == {"delta": pytest.approx(0.05), "better_clips": 1, "clips": 1}
     assert row["akd"] == {"delta": pytest.approx(-0.25), "better_clips": 1, "clips": 2}
+    # the regions a network works on, compared the same way
+    assert row["ssim_mouth"] == {"delta": pytest.approx(0.0), "better_clips": 1, "clips": 2}
+    assert row["l1_eyes"] == {"delta": pytest.approx(-0.005), "better_clips": 1, "clips": 2}
     assert versus_baseline(clips, [8], ["hybrid"]) == {}
 
 

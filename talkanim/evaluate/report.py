@@ -187,7 +187,9 @@ def markdown_report(results: dict) -> str:
 
 
 VERSUS_COLUMNS = [("ssim", "Δ SSIM", "{:+.4f}"), ("l1", "Δ L1", "{:+.4f}"), ("csim", "Δ CSIM", "{:+.4f}"),
-                  ("akd", "Δ AKD px", "{:+.2f}")]
+                  ("akd", "Δ AKD px", "{:+.2f}"), ("ssim_mouth", "Δ mouth SSIM", "{:+.4f}"),
+                  ("l1_mouth", "Δ mouth L1", "{:+.4f}"), ("ssim_eyes", "Δ eyes SSIM", "{:+.4f}"),
+                  ("l1_eyes", "Δ eyes L1", "{:+.4f}")]
 
 
 def _versus_lines(versus: dict) -> list[str]:
@@ -198,7 +200,8 @@ def _versus_lines(versus: dict) -> list[str]:
     lines = [f"## Against {base}", "",
              f"Each method minus {base} on the same clips, frames and shots: the mean over clips of the "
              "per-clip difference, and (in brackets) on how many clips the method was better. Positive "
-             "Δ SSIM / Δ CSIM and negative Δ L1 / Δ AKD favour the method.", "",
+             "Δ SSIM / Δ CSIM and negative Δ L1 / Δ AKD favour the method (the mouth and eye columns: the "
+             "same measures inside those regions of the real frame's landmarks).", "",
              "| T | method | " + " | ".join(h for _, h, _ in VERSUS_COLUMNS) + " |",
              "|---|---" + "|---" * len(VERSUS_COLUMNS) + "|"]
     for t, per_method in versus["shots"].items():

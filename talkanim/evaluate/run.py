@@ -213,7 +213,9 @@ def _summarize(clips: list[dict], shots: list[int], methods: list[str]) -> dict:
 
 
 # Metrics compared head to head, and whether higher is better.
-VERSUS_METRICS = {"ssim": True, "l1": False, "csim": True, "akd": False}
+# The mouth and eye regions are where a network has something to add to the warp (teeth, lids).
+VERSUS_METRICS = {"ssim": True, "l1": False, "csim": True, "akd": False,
+                  "ssim_mouth": True, "l1_mouth": False, "ssim_eyes": True, "l1_eyes": False}
 
 
 def versus_baseline(clips: list[dict], shots: list[int], methods: list[str], baseline: str = "warp") -> dict:
