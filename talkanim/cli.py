@@ -350,6 +350,8 @@ def evaluate(
     shot_blend: ShotBlend = MotionConfig.shot_blend,
     lipsync: Annotated[bool, typer.Option("--lipsync", help="Instead: the lip-sync protocol of `speak` (each clip's own audio drives the speech -> mouth models; its tracked mouth is the reference).")] = False,
     speech_weights: SpeechWeights = None,
+    hybrid_weights: Annotated[Optional[Path], typer.Option("--hybrid-weights", help="Weights (.safetensors) or a training run folder for the hybrid method. [default: the shipped ones]")] = None,
+    paper_weights: Annotated[Optional[Path], typer.Option("--paper-weights", help="Weights (.safetensors) or a training run folder for the paper method. [default: the shipped ones]")] = None,
     device: Device = "auto",
     json_out: Json = False,
     quiet: Quiet = False,
@@ -359,6 +361,7 @@ def evaluate(
     score speech -> mouth against each clip's own video.
 
     Examples: talkanim evaluate clip1.mp4 clip2.mp4 --shots 1,8 --methods copy,warp -o report/;
+    talkanim evaluate clips/*.mp4 --methods warp,hybrid --hybrid-weights run/ -o mine/;
     talkanim evaluate clips/*.mp4 --lipsync -o lipsync/
     """
     from talkanim.evaluate import evaluate as run_evaluation
@@ -385,6 +388,7 @@ def evaluate(
             videos, out_dir, shots=shot_counts, methods=method_names, max_frames=max_frames,
             every=every, portraits=portraits or [], device=device, progress=ui.progress,
             log=ui.log, csim_frames=csim_frames, finetune_steps=finetune_steps, shot_blend=shot_blend,
+            weights={k: v for k, v in (("hybrid", hybrid_weights), ("paper", paper_weights)) if v is not None},
         )
         ui.finish()
         if json_out:

@@ -277,6 +277,30 @@ def test_model_method_plugs_in(data_dir, tmp_path):
         assert f"holds a '{mode}' model" in wrong.unavailable_reason()
 
 
+def test_evaluate_scores_the_weights_it_is_given(tmp_path, example_driver):
+    """`--hybrid-weights` / `--paper-weights` put a user's own model in the comparison (a file
+    or a training run folder): a hybrid model given as the hybrid's runs and is scored; a
+    paper model given as the hybrid's is reported unavailable with the reason, not run."""
+    import torch
+
+    from talkanim.model import TalkingHeadModel, preset
+    from tests.content import ok, run_cli
+
+    torch.manual_seed(0)
+    models = {}
+    for mode in ("hybrid", "paper"):
+        models[mode] = tmp_path / f"{mode}.safetensors"
+        TalkingHeadModel(preset("tiny", mode), discriminator=False).save(models[mode])
+    proc = ok(run_cli("evaluate", example_driver, "--shots", "1", "--methods", "warp,hybrid,paper", "--max-frames", "4",
+                      "--every", "4", "--csim-frames", "1", "--hybrid-weights", models["hybrid"],
+                      "--paper-weights", models["hybrid"], "-o", tmp_path / "report", "--json"))
+    methods = json.loads(proc.stdout)["methods"]
+    assert methods["hybrid"]["available"] is True, methods["hybrid"]
+    assert methods["paper"]["available"] is False and "holds a 'hybrid' model" in methods["paper"]["reason"]
+    summary = json.loads(proc.stdout)["summary"]["1"]
+    assert 0.0 < summary["hybrid"]["ssim"] <= 1.0
+
+
 def test_warp_method_blends_the_shots_by_their_weights(example_driver):
     """Each target is rendered from every shot with a weight for it and the frames are mixed by
     those weights (as `animate` blends its nearest shots); copy shows the heaviest shot."""
