@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -204,10 +204,9 @@ def animate(
 
     fps = config.fps or driver.track.fps
     frame_indices = _resample_indices(driver.track.num_frames, driver.track.fps, fps)
-    # The network was trained on the plain warp and paints the mouth interior itself.
-    render_config = replace(config.render, mouth_fill=False) if network else config.render
     matte = person_matte(image, face, matter=session.matter)
-    renderer = FaceRenderer(image, face, render_config, shots=shots, matte=matte, device=device)
+    # a network refines what the renderer makes, painted mouth included (what it trains on)
+    renderer = FaceRenderer(image, face, config.render, shots=shots, matte=matte, device=device)
     # Column 0 is the portrait; with no extra shots every frame comes from it.
     weights = (shot_weights(np.stack([face.points] + [f.points for _, f in shots]), motion.points,
                             blend=config.motion.shot_blend) if shots else None)
@@ -376,9 +375,9 @@ def _speak(source_path: Path, speech: PreparedSpeech, out, session: Session, pro
     shots = [_load_shot(path, session) for path in config.shots]
     network = _neural_face([(image, face), *shots], session, device, progress)
     refine = network.refine if network else None
-    render_config = replace(config.render, mouth_fill=False) if network else config.render
     matte = person_matte(image, face, matter=session.matter)
-    renderer = FaceRenderer(image, face, render_config, shots=shots, matte=matte, device=device)
+    # a network refines what the renderer makes, painted mouth included (what it trains on)
+    renderer = FaceRenderer(image, face, config.render, shots=shots, matte=matte, device=device)
     num_frames = speech.speech.num_frames(fps)
     audio_from = speech.path if config.audio else None
 

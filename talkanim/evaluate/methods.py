@@ -180,8 +180,8 @@ class ModelMethod:
             raise RuntimeError(self._reason)
         # a fresh copy per set of shots: fine-tuning must not leak from one clip to the next
         model = _copy.deepcopy(self._model).to(device).eval()
-        # as animate: crops at the model's size, and the network paints the mouth (no warp fill)
-        render = RenderConfig(mouth_fill=False)
+        # as animate: crops at the model's size; the network refines the renderer's output
+        render = RenderConfig()
         images, points, pupils = shot_tensors([make_shot(s.image, s.face, render, model.config.image_size)
                                                for s in shots])
         note = "feed-forward (no fine-tuning)"
