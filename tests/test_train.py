@@ -143,6 +143,8 @@ def test_the_hybrid_trains_on_what_the_renderer_gives_it(astronaut, astronaut_fa
     margin), and with the target = the source it is the crop itself."""
     import cv2
 
+    from talkanim.landmarks.measures import eye_centres
+    from talkanim.render import warp as W
     from talkanim.render.crop import crop_image, face_crop_box
     from talkanim.train.dataset import default_warp_fn
 
@@ -163,9 +165,6 @@ def test_the_hybrid_trains_on_what_the_renderer_gives_it(astronaut, astronaut_fa
     cv2.erode(inside, np.ones((3, 3), np.uint8), dst=inside)
     lum = lambda t: float(t[0].mean(0).numpy()[inside > 0].mean())  # noqa: E731
     # the bare warp of the same mouth (no fill) stretches the closed lips over the opening
-    from talkanim.landmarks.measures import eye_centres
-    from talkanim.render import warp as W
-
     anchors, fence = W.face_anchors(size)
     bare = W.PiecewiseAffineWarp(W.moving_vertices(src[None], eye_centres(src)[None])[0],
                                  np.concatenate([anchors, W.face_skirt(src)]), size, fence=fence)
