@@ -229,10 +229,7 @@ def test_shut_eyes_show_lid_skin_not_a_squashed_eye(astronaut, astronaut_face):
     import cv2
 
     pts = astronaut_face.points
-    shut = pts.copy()
-    for up, low in ((37, 41), (38, 40), (43, 47), (44, 46)):
-        meet = pts[low] + 0.15 * (pts[up] - pts[low])
-        shut[up] = shut[low] = meet
+    shut = _shut(pts)
     heads = np.eye(3)[None]
     with_layer = FaceRenderer(astronaut, astronaut_face, RenderConfig()).render_batch(shut[None], heads=heads)[0]
     warp_only = FaceRenderer(astronaut, astronaut_face, RenderConfig(eyelids=False)).render_batch(shut[None], heads=heads)[0]

@@ -165,9 +165,7 @@ def test_the_hybrid_trains_on_what_the_renderer_gives_it(astronaut, astronaut_fa
     cv2.erode(inside, np.ones((3, 3), np.uint8), dst=inside)
     lum = lambda t: float(t[0].mean(0).numpy()[inside > 0].mean())  # noqa: E731
     # the bare warp of the same mouth (no fill) stretches the closed lips over the opening
-    anchors, fence = W.face_anchors(size)
-    bare = W.PiecewiseAffineWarp(W.moving_vertices(src[None], eye_centres(src)[None])[0],
-                                 np.concatenate([anchors, W.face_skirt(src)]), size, fence=fence)
+    bare = W.face_warp(src, eye_centres(src), size)
     grid = W.to_normalized(bare.sample_map(W.moving_vertices(dst[None], eye_centres(dst)[None])), size, size)
     stretched = torch.nn.functional.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
     print(f"mouth luminance: filled {lum(opened):.3f}, bare warp {lum(stretched):.3f}")

@@ -65,25 +65,17 @@ def closed_eye_layer(image: np.ndarray, points: np.ndarray) -> np.ndarray:
         if x1 - x0 < 3 or y1 - y0 < 3:
             continue
         region = out[y0:y1, x0:x1]
-        mask, skin, lashes = _lid_cover(region, eye - (x0, y0), width)
-        # the lash line lies just under the lower lid's landmarks: the lids meet on them, and
-        # what lies above them in the portrait (the eye) closes to nothing
-        axis = (eye[3] - eye[0]) / width
-        down = np.array([-axis[1], axis[0]])
-        thickness = max(1, int(round(LASH_WIDTH * width)))
-        lid_line = eye[[0, 5, 4, 3]] + (0.5 * thickness + 1.0) * down - (x0, y0)
-        cv2.polylines(skin, [np.round(lid_line * 16).astype(np.int32)], False, lashes,
-                      thickness=thickness, lineType=cv2.LINE_AA, shift=4)
+        mask, lid = _shut_eye(region, eye - (x0, y0), width)
         alpha = mask.astype(np.float32)[..., None] / 255.0
-        region[:] = np.round(alpha * skin + (1.0 - alpha) * region).astype(np.uint8)
+        region[:] = np.round(alpha * lid + (1.0 - alpha) * region).astype(np.uint8)
         mask_all[y0:y1, x0:x1] = np.maximum(mask_all[y0:y1, x0:x1], mask)
     return np.dstack([out, mask_all])
 
 
-def _lid_cover(region: np.ndarray, eye: np.ndarray, width: float) -> tuple[np.ndarray, np.ndarray, tuple]:
-    """Where a shut lid covers an eye (its landmarks `eye` (6, 2) in `region`'s pixels): a
-    feathered uint8 mask, the lid skin to paint there (`region` inpainted, float32) and the lash
-    colour (the eye's darkest paint).
+def _shut_eye(region: np.ndarray, eye: np.ndarray, width: float) -> tuple[np.ndarray, np.ndarray]:
+    """The shut eye painted over `region` (its landmarks `eye` (6, 2) in the region's pixels):
+    where the lid covers it (a feathered uint8 mask) and what shows there (float32, like
+    `region`): the region inpainted under the cover, with a lash line in the eye's darkest paint.
 
     The cover reaches past the landmarks: painted liners above and below an eye, left in, are
     two dark lines with the rim between them once the lids meet (an eye a face mesh reads half
@@ -98,12 +90,16 @@ def _lid_cover(region: np.ndarray, eye: np.ndarray, width: float) -> tuple[np.nd
     hard = np.zeros(region.shape[:2], np.uint8)
     cv2.fillPoly(hard, [np.round(cover * 16).astype(np.int32)], 255, lineType=cv2.LINE_AA, shift=4)
     grow = max(1, int(round(GROW * width)))
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
-    mask = cv2.GaussianBlur(cv2.dilate(hard, kernel), (0, 0), max(0.5, grow / 2.0))
-    grown = cv2.dilate(hard, kernel) > 0
-    skin = cv2.inpaint(np.ascontiguousarray(region), grown.astype(np.uint8), max(1.0, FILL_RADIUS * width),
-                       cv2.INPAINT_TELEA).astype(np.float32)
-    colours = region.reshape(-1, 3).astype(np.float32)
-    inside = colours[(hard > 0).reshape(-1)]
+    grown = cv2.dilate(hard, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
+    mask = cv2.GaussianBlur(grown, (0, 0), max(0.5, grow / 2.0))
+    lid = cv2.inpaint(np.ascontiguousarray(region), (grown > 0).astype(np.uint8), max(1.0, FILL_RADIUS * width),
+                      cv2.INPAINT_TELEA).astype(np.float32)
+    inside = region[hard > 0].astype(np.float32)
     lashes = np.percentile(inside, 5, axis=0) if len(inside) else np.zeros(3)
-    return mask, skin, tuple(float(c) for c in lashes)
+    # the lash line lies just under the lower lid's landmarks: the lids meet on them, and what
+    # lies above them in the portrait (the eye) closes to nothing
+    thickness = max(1, int(round(LASH_WIDTH * width)))
+    lash_line = eye[[0, 5, 4, 3]] + (0.5 * thickness + 1.0) * down
+    cv2.polylines(lid, [np.round(lash_line * 16).astype(np.int32)], False, tuple(float(c) for c in lashes),
+                  thickness=thickness, lineType=cv2.LINE_AA, shift=4)
+    return mask, lid

@@ -45,7 +45,7 @@ from talkanim.render.mouth import MouthFiller
 from talkanim.render.paste import PasteRegion, to_tensor
 from talkanim.render.plate import HOLE_GROWTH, HOLE_THRESHOLD, background_plate, clean_matte, landmark_matte, pinned_edges
 from talkanim.render.shots import ShotSources
-from talkanim.render.warp import FOREHEAD, PiecewiseAffineWarp, face_anchors, face_skirt, moving_vertices, to_normalized
+from talkanim.render.warp import FOREHEAD, face_anchors, face_warp, moving_vertices, to_normalized
 
 # refine(warped (B,3,S,S) in [0,1], target points (B,68,2) crop px at S, target pupils (B,2,2) crop px)
 RefineFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -84,11 +84,9 @@ class FaceRenderer:
         pupils = face.pupils if face.pupils is not None else eye_centres(face.points)
         self.source_pupils = np.asarray(pupils, np.float32)
         self.source_pupils_crop = box.to_crop(self.source_pupils, s)
-        moving = moving_vertices(self.source_points_crop[None], self.source_pupils_crop[None])[0]
-        self._forehead = moving[FOREHEAD]  # fixed: the expression happens in the portrait's pose
-        anchors, fence = face_anchors(s)
-        self.warp = PiecewiseAffineWarp(moving, np.concatenate([anchors, face_skirt(self.source_points_crop)]), s,
-                                        fence=fence, device=self.device, dtype=dtype)
+        self.warp = face_warp(self.source_points_crop, self.source_pupils_crop, s, device=self.device, dtype=dtype)
+        # fixed: the expression happens in the portrait's pose
+        self._forehead = self.warp.source_vertices[FOREHEAD].copy()
         self._src_s = to_tensor(self.source_crop, self.device, dtype)
         self.mouth = MouthFiller(self.source_points_crop, self.source_crop) if self.config.mouth_fill else None
         lin = torch.arange(s, device=self.device, dtype=dtype)
@@ -132,6 +130,7 @@ class FaceRenderer:
         # ... for the head alone, and for the whole body when the torso moves too
         self._head_box = _person_box(matte, self.body.head_box(), grow, box)
         self._body_box = _person_box(matte, self.body.support_box(), grow, box)
+        anchors, fence = face_anchors(s)  # the shots' warps: the crop's ring and border
         self.shots = ShotSources(shots, self.source_crop, self.source_points_crop, size=s,
                                  paste_size=round(box.side * self.scale), crop_scale=self.config.crop_scale,
                                  anchors=anchors, fence=fence, mouth_fill=self.config.mouth_fill,

@@ -184,6 +184,17 @@ def face_anchors(size: int) -> tuple[np.ndarray, float]:
     return fixed_anchors(size, centre, radius), radius - FENCE_GAP * size
 
 
+def face_warp(points: np.ndarray, pupils: np.ndarray, size: int, *, device: str | torch.device = "cpu",
+              dtype: torch.dtype = torch.float32) -> "PiecewiseAffineWarp":
+    """The warp of a portrait's face crop at `size`, as the renderer builds it: the landmarks
+    (68, 2) and pupils (2, 2) in crop px among the moving vertices, the crop's fixed ring and
+    border, and anchors just beside the jaw (`face_skirt`)."""
+    moving = moving_vertices(np.asarray(points, np.float32)[None], np.asarray(pupils, np.float32)[None])[0]
+    anchors, fence = face_anchors(size)
+    return PiecewiseAffineWarp(moving, np.concatenate([anchors, face_skirt(points)]), size, fence=fence,
+                               device=device, dtype=dtype)
+
+
 def fixed_anchors(size: int, ring_centre: np.ndarray, ring_radius: float) -> np.ndarray:
     """Border anchors of the crop plus a ring around the face (all fixed), crop pixel coords."""
     hi = size - 1.0

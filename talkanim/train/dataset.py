@@ -183,17 +183,15 @@ def renderer_warp(images: torch.Tensor, src_points: torch.Tensor, dst_points: to
     a painted cavity and teeth included, not a bare warp it never sees at run time."""
     from talkanim.landmarks.measures import eye_centres
     from talkanim.render.mouth import MouthFiller
-    from talkanim.render.warp import PiecewiseAffineWarp, face_anchors, face_skirt, moving_vertices, to_normalized
+    from talkanim.render.warp import face_warp, moving_vertices, to_normalized
 
     size = images.shape[-1]
-    anchors, fence = face_anchors(size)
     src = src_points.detach().cpu().numpy().astype(np.float32)
     dst = dst_points.detach().cpu().numpy().astype(np.float32)
     crops = (images.detach().cpu().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
     out = []
     for i in range(images.shape[0]):
-        moving = moving_vertices(src[i][None], eye_centres(src[i])[None])[0]
-        warp = PiecewiseAffineWarp(moving, np.concatenate([anchors, face_skirt(src[i])]), size, fence=fence)
+        warp = face_warp(src[i], eye_centres(src[i]), size)
         grid = to_normalized(warp.sample_map(moving_vertices(dst[i][None], eye_centres(dst[i])[None])), size, size)
         warped = F.grid_sample(images[i:i + 1].float().cpu(), grid, mode="bilinear", padding_mode="border",
                                align_corners=True)
