@@ -26,7 +26,7 @@ class TrackConfig:
     detect_max_side: int = 640
     # Re-run the detector after this many tracked frames even when tracking looks fine.
     redetect_every: int = 0
-    # One-Euro filter (Casiry et al. 2012): lower min_cutoff = less jitter, higher beta = less lag.
+    # One-Euro filter (Casiez et al. 2012): lower min_cutoff = less jitter, higher beta = less lag.
     smooth: bool = True
     min_cutoff: float = 1.0
     beta: float = 5.0  # per face-size per second: mouth motion must not lag (measured on 3 clips)

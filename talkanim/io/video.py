@@ -345,11 +345,13 @@ def _frames(p: Path, info: VideoInfo) -> Iterator[np.ndarray]:
         "-i", _ffmpeg_path(p), "-map", "0:V:0", "-an", "-sn", "-dn",
         # Autorotation happens before this filter; scale to the probed size is then a no-op
         # merged with the yuv->rgb conversion, and guarantees the frame size we read.
-        "-vf", f"scale={w}:{h}",
-        # Constant frame rate at the probed (average) rate: a variable-frame-rate driver then
-        # gives frames that, written at info.fps, stay in sync with its audio. (ffmpeg would
-        # otherwise pick cfr at the stream's nominal rate for raw output.)
-        "-fps_mode", "cfr", "-r", _fps_arg(info.fps),
+        # Then a constant rate at the probed (average) rate: each output tick shows the frame
+        # nearest in time, counted from the file's start (a late-starting video stream is
+        # padded with its first frame, as the audio plays from there), so frames written at
+        # info.fps stay in sync with the audio. (`-fps_mode cfr -r` instead drops and repeats
+        # frames late: on a variable-frame-rate file it showed them 0.045 s late on average.)
+        "-vf", f"scale={w}:{h},fps={_fps_arg(info.fps)}:start_time=0:round=near",
+        "-fps_mode", "passthrough",
         "-pix_fmt", "rgb24", "-f", "rawvideo", "pipe:1",
     ]
     with tempfile.TemporaryFile() as errf:  # a file, not a pipe: ffmpeg can never block on it
