@@ -24,6 +24,7 @@ from talkanim.landmarks import (
     make_detector,
     mouth_opening,
     save_track,
+    smooth_track,
     track_frames,
 )
 from talkanim.landmarks import fan_backend
@@ -170,9 +171,32 @@ def test_smoothing_reduces_jitter_without_losing_the_mouth(raw_track, driver_fra
     sm = track_frames(iter(frames), make_detector("dlib"), fps=fps, size=size, config=cfg)
     assert sm.valid.all()
     assert _jitter(sm.points) < 0.6 * _jitter(raw_track.points)
+    # The lips have their own, faster filter: speech keeps its amplitude and timing (measured std
+    # 0.92 of the raw opening's, r 0.982; with the head's filter on the lips 0.91 and 0.906).
     raw_m, sm_m = mouth_opening(raw_track.points), mouth_opening(sm.points)
-    assert sm_m.std() > 0.8 * raw_m.std()  # speech amplitude kept
-    assert np.corrcoef(raw_m, sm_m)[0, 1] > 0.9
+    assert sm_m.std() > 0.85 * raw_m.std()
+    assert np.corrcoef(raw_m, sm_m)[0, 1] > 0.96
+
+
+def test_fast_lips_ride_with_the_smoothed_head(raw_track):
+    """A still face moved quickly as a whole (a nod: 40 % of the face down and back in 0.4 s):
+    the lips' and lids' faster filter must not let them run ahead of the smoothed head, which
+    would read as the mouth opening and shutting. Measured: lip-to-nose distance off by at most
+    0.00 % of the face size; filtering the lips on their own moved them 7.6 %."""
+    from talkanim.landmarks.tracker import face_scale
+
+    face = raw_track.points[0].astype(np.float64)
+    size = face_scale(raw_track.points)
+    t = np.arange(50) / 25.0
+    drop = 0.4 * size * np.clip(np.sin(np.pi * (t - 0.6) / 0.4), 0, None) * ((t > 0.6) & (t < 1.0))
+    points = face[None] + np.stack([np.zeros_like(drop), drop], 1)[:, None]
+    pupils = np.repeat(raw_track.pupils[:1], len(t), axis=0)
+    smoothed, _ = smooth_track(points.astype(np.float32), pupils, np.ones(len(t), bool), 25.0, TrackConfig())
+    lip_to_nose = lambda p: np.linalg.norm(p[:, 62] - p[:, 33], axis=-1)  # noqa: E731
+    drift = np.abs(lip_to_nose(smoothed) - lip_to_nose(points)).max() / size
+    print(f"lip-to-nose drift {100 * drift:.2f} % of the face size")
+    assert drift < 0.01
+    assert np.abs(mouth_opening(smoothed) - mouth_opening(points)).max() < 0.01
 
 
 def test_face_leaving_frame_is_held_and_recovered(driver_frames, dlib_det):

@@ -263,6 +263,28 @@ def test_fill_stays_inside_the_inner_lips(astronaut, face):
             assert not (changed[k] & ~inside.astype(bool)).any()
 
 
+def test_a_slightly_opened_mouth_is_dark_across_its_gap(astronaut, face):
+    """Lips just apart (5 px at crop resolution) show a dark slit between them, not lip colour
+    smeared across most of it: summed down the mouth's central column, the fill darkens by 1.50
+    (5 rows darker by > 0.1). A fill fading in from 0.6 px inside the lips over 1.2 px darkened
+    0.97 (3 rows), and a face mesh then read such mouths at half the driver's opening."""
+    from talkanim.render.mouth import MouthFiller
+
+    r = FaceRenderer(astronaut, face, RenderConfig(mouth_fill=False))
+    closed = face.points.copy()
+    closed[60:68] = closed[[60, 61, 62, 63, 64, 63, 62, 61]]
+    filler = MouthFiller(r.crop_box.to_crop(closed, 256), r.source_crop)
+    target = open_mouth(closed, 4)[None]
+    t_crop = r.crop_box.to_crop(target, 256)[0]
+    assert 4.5 < t_crop[66, 1] - t_crop[62, 1] < 5.5
+    warped = r.warp_crop(target)
+    darker = (warped - filler(warped, t_crop[None])).mean(dim=1)[0].numpy()
+    x = int(round((t_crop[62, 0] + t_crop[66, 0]) / 2))
+    column = darker[int(np.floor(t_crop[62, 1])) - 1:int(np.ceil(t_crop[66, 1])) + 2, x]
+    print(f"darkening down the slit: {column.sum():.2f}, rows > 0.1: {(column > 0.1).sum()}")
+    assert column.sum() > 1.25 and (column > 0.1).sum() >= 4
+
+
 def test_opening_the_mouth_leaves_the_forehead_where_it_is(face):
     from talkanim.render.warp import FOREHEAD, extend_points
 

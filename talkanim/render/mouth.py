@@ -15,9 +15,9 @@ inner corners 60 -> 64, y across): with target gap g_t and source gap g_s at tha
     height growing with the opening, fading towards the corners), a faint lower-teeth hint at
     wide openings.
 When g_t <= g_s the column is the source's interior compressed (what the warp gives). The whole
-thing is alpha-blended over the warp with a mask eroded ~0.6 px inside the inner lips and
-feathered over ~1.2 px, so the lips keep their own colour. As the opening goes to the source's,
-the painted band goes to zero width: no popping. A frame whose mouth is not open wider than the
+thing is alpha-blended over the warp with a mask that fades in over ~0.8 px inside the inner
+lips, so the lips keep their own colour. As the opening goes to the source's, the painted band
+goes to zero width: no popping. A frame whose mouth is not open wider than the
 source's anywhere is returned untouched.
 Vectorized in torch over the batch, on a box around the mouths (all frames share one box).
 """
@@ -32,8 +32,11 @@ INNER = np.arange(60, 68)
 UPPER_INNER = np.array([60, 61, 62, 63, 64])
 LOWER_INNER = np.array([60, 67, 66, 65, 64])
 OUTER = np.arange(48, 60)
-ERODE = 0.6  # px at crop resolution: the painted area starts this far inside the inner lips
-FEATHER = 1.2  # px over which it fades in
+# The painted area starts at the inner lips and fades in over FEATHER px (crop resolution): a
+# wider margin (0.6 px in, over 1.2 px) ate a third of a 4 px opening, and a face mesh read that
+# mouth on the output at half the driver's opening.
+ERODE = 0.0
+FEATHER = 0.8
 MIN_EXCESS = 0.5  # px: a frame whose target gap never exceeds the source's by this is untouched
 # Source opening (inner gap / mouth width) above which the source shows its own interior and no
 # teeth are synthesized (its real ones are carried by the top/bottom bands).
