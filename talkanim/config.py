@@ -36,8 +36,8 @@ class TrackConfig:
     # d6: 17 % of its closed-eye frames left closed); with these, 83 % are kept. The lips shape
     # syllables at 4-8 Hz: the head's settings kept 0.91 of seven speakers' mouth-opening range
     # (0.74 on a lip-reading clip) and the output's mouth followed the driver's at r 0.78 over
-    # the viewer pairs; these keep 0.97 of the range, r 0.88, with about half the raw lips'
-    # wobble (measured with the mesh backend).
+    # the viewer pairs; these keep 0.97 of the range, r 0.88, passing 0.58 of the raw lips'
+    # frame-to-frame wobble (the head's settings: 0.30; measured with the mesh backend).
     fast_beta: float = 20.0
     fast_d_cutoff: float = 10.0
 

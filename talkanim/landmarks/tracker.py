@@ -23,6 +23,7 @@ from ..config import TrackConfig
 from ..errors import InputError, NoFaceError
 from ..io.cuts import split_at_cuts
 from .dlib_backend import box_from_points
+from .measures import STABLE_POINTS
 from .pupils import locate_pupils
 from .smoothing import OneEuroFilter
 from .types import Face, LandmarkTrack
@@ -171,8 +172,6 @@ def face_scale(points: np.ndarray) -> float:
 # eyelids (a blink lasts a few frames) and the lips (syllables come at 4-8 Hz).
 EYELIDS = np.array([37, 38, 40, 41, 43, 44, 46, 47])
 LIPS = np.arange(48, 68)
-# Points that move with the head only (jaw ends, nose, eye corners): the head's frame.
-HEAD_POINTS = np.array([0, 16, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 39, 42, 45])
 
 
 def _similarities(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -221,7 +220,7 @@ def smooth_track(points: np.ndarray, pupils: np.ndarray, valid: np.ndarray, fps:
     `min_cutoff` (Hz) and `beta` (per face-size/s) mean the same at any resolution.
 
     The eyelids and lips get a faster filter. The lips' is applied to where they sit on the head
-    (in the head's frame, from HEAD_POINTS), then put back on the smoothed head: filtered where
+    (in the head's frame, from STABLE_POINTS), then put back on the smoothed head: filtered where
     they are, they would move ahead of the lagging head and read as the mouth opening. (The
     lids, filtered where they are, followed blinks better: 59 of 88 shut frames read shut on the
     viewer pairs, 52 in the head's frame.)
@@ -231,10 +230,10 @@ def smooth_track(points: np.ndarray, pupils: np.ndarray, valid: np.ndarray, fps:
     out = _one_euro_runs(both, valid, fps, config, cuts)
     fast = dict(beta=config.fast_beta, d_cutoff=config.fast_d_cutoff)
     out[:, EYELIDS] = _one_euro_runs(both[:, EYELIDS], valid, fps, config, cuts, **fast)
-    reference = both[np.flatnonzero(valid)[0] if valid.any() else 0, HEAD_POINTS]
-    on_head = _one_euro_runs(_apply(*_similarities(both[:, HEAD_POINTS], reference), both[:, LIPS]),
+    reference = both[np.flatnonzero(valid)[0] if valid.any() else 0, STABLE_POINTS]
+    on_head = _one_euro_runs(_apply(*_similarities(both[:, STABLE_POINTS], reference), both[:, LIPS]),
                              valid, fps, config, cuts, **fast)
-    back = _similarities(np.broadcast_to(reference, (len(out), *reference.shape)), out[:, HEAD_POINTS])
+    back = _similarities(np.broadcast_to(reference, (len(out), *reference.shape)), out[:, STABLE_POINTS])
     out[:, LIPS] = _apply(*back, on_head)
     out *= scale
     return out[:, :68].astype(np.float32), out[:, 68:].astype(np.float32)

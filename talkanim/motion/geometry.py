@@ -9,12 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-# Points that follow the head but barely move when a person talks: the eye corners and the
-# nose (bridge + bottom), plus the jaw's top ends at the temples (0, 16). Measured on real
-# talking clips (see tests/test_motion.py and the report): adding the temples keeps the
-# fit's scale stable under head turns, while any lip or lower-jaw point makes the "head"
-# move with the mouth.
-STABLE_POINTS = np.array([0, 16, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 39, 42, 45], np.int64)
+from talkanim.landmarks.measures import STABLE_POINTS  # noqa: F401  (the head's frame; re-exported)
 
 
 def fit_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
