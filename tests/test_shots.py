@@ -202,17 +202,19 @@ def with_a_warm_shot(tmp_path_factory, clip, example_driver) -> dict[str, np.nda
     return outputs
 
 
-@pytest.mark.xfail(strict=True, reason="since the lips are smoothed in the head's frame, dlib's targets on "
-                   "this clip come only 14 % closer to the shot than to the portrait, short of the 20 % switch margin")
 def test_animate_with_a_shot_warps_open_mouthed_frames_from_it(with_a_warm_shot):
-    """End to end through the CLI: the shot changes exactly the frames it is chosen for."""
+    """End to end through the CLI: the shot changes exactly the frames it is chosen for.
+
+    Over frames 27-32 the targets are 37 % nearer the shot than the portrait (weighted shape
+    distance 0.0149 vs 0.0237), past the 20 % switch margin; with every point weighted alike
+    the jaw outline dominated and they were only 14 % nearer, and the shot never served."""
     outputs = {k: v.astype(np.int16) for k, v in with_a_warm_shot.items()}
     changed = np.abs(outputs["shot"] - outputs["plain"]).mean(axis=(1, 2, 3))
     print("mean change per frame:", changed.round(2).tolist())
     # the driver's widest stretch (frames 27-32) comes from the shot; the frames long before it
     # come from the portrait: identical but for the encoder's spread (x264 codes a frame from its
-    # neighbours and shares its bit budget: measured 0 up to frame 12, 0.05-0.51 on 13-19 as the
-    # shot fades in from frame 21, and 0.97-3.04 on the frames the shot serves)
+    # neighbours and shares its bit budget: measured 0 up to frame 12, 0.02-0.67 on 13-19 as the
+    # shot fades in from frame 22, and 4.0-5.3 on frames 27-32)
     assert (changed[:10] == 0).all(), changed[:10].round(4)
     assert changed[27:33].min() > 1.5 * changed[10:20].max(), changed[10:34].round(2)
 

@@ -5,7 +5,11 @@ and expression are nearest the target frame's landmarks: an open-mouthed shot gi
 to open-mouthed frames, a turned one a real cheek to turned frames. Shapes are compared after
 removing translation, scale and in-plane rotation (a Procrustes fit), so shots of any size,
 framing and tilt compare: the warp itself handles those; what it cannot make is a mouth that
-opens or a head that turns away, and that is what the distance sees.
+opens or a head that turns away, and that is what the distance sees. The points are weighted
+(`SHAPE_WEIGHTS`): the mouth and eyes, whose inside only a shot can show, twice; the jaw
+outline, which a small turn of the head moves a lot and the warp follows well, half. Unweighted,
+the jaw of a one-picture shot outweighed its open mouth: on the example clip, frames with the
+shot's own mouth came only 14 % nearer the shot than the closed-mouthed portrait; weighted, 45 %.
 
 Blending the few nearest shots beats warping from the single nearest one: each warp is wrong in
 its own places and the average of three is wrong less (evaluate, 4 held-out clips, T = 8: mouth
@@ -23,27 +27,40 @@ from __future__ import annotations
 import numpy as np
 
 
+def _point_weights() -> np.ndarray:
+    weights = np.ones(68)
+    weights[0:17] = 0.5  # jaw outline
+    weights[36:48] = 2.0  # eyes
+    weights[48:68] = 2.0  # lips
+    return weights / weights.sum()
+
+
+SHAPE_WEIGHTS = _point_weights()  # (68,), summing to 1, iBUG-68 order
+
+
 def normalize_shape(points: np.ndarray) -> np.ndarray:
-    """Landmarks (..., 68, 2) with translation and scale removed (rotation kept: it is pose)."""
+    """Landmarks (..., 68, 2) with translation and scale removed (rotation kept: it is pose):
+    weighted mean at the origin, weighted mean square distance from it 1 (`SHAPE_WEIGHTS`)."""
     p = np.asarray(points, np.float64)
-    c = p - p.mean(axis=-2, keepdims=True)
-    scale = np.sqrt((c**2).sum(axis=(-2, -1), keepdims=True) / p.shape[-2])
+    w = SHAPE_WEIGHTS[:, None]
+    c = p - (p * w).sum(axis=-2, keepdims=True)
+    scale = np.sqrt((c**2 * w).sum(axis=(-2, -1), keepdims=True))
     return c / np.maximum(scale, 1e-9)
 
 
 def shape_distances(shot_points: np.ndarray, target_points: np.ndarray) -> np.ndarray:
-    """(N, K) mean squared distances between N target and K shot shapes after each pair's best
-    similarity alignment (translation, scale, rotation removed).
+    """(N, K) weighted mean squared distances between N target and K shot shapes after each
+    pair's best similarity alignment (translation, scale, rotation removed).
 
-    With shapes as complex vectors a, b of unit mean square, the best rotation leaves
-    |a - e^{i theta} b|^2 / n = 2 - 2 |<a, b>| / n (Procrustes in the plane).
+    With shapes as complex vectors a, b of unit weighted mean square, the best rotation leaves
+    sum w |a - e^{i theta} b|^2 = 2 - 2 |sum w a conj(b)| (weighted Procrustes in the plane).
     """
     def as_complex(points: np.ndarray) -> np.ndarray:
         p = normalize_shape(points)
         return p[..., 0] + 1j * p[..., 1]
 
     s, t = as_complex(shot_points), as_complex(target_points)  # (K, 68), (N, 68)
-    return np.maximum(2.0 - 2.0 * np.abs(t @ s.conj().T) / s.shape[-1], 0.0)
+    return np.maximum(2.0 - 2.0 * np.abs((t * SHAPE_WEIGHTS) @ s.conj().T), 0.0)
 
 
 def nearest_shots(shot_points: np.ndarray, target_points: np.ndarray) -> np.ndarray:
