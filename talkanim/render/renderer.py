@@ -265,15 +265,22 @@ class FaceRenderer:
         if r1 <= r0 or c1 <= c0:
             return (reg.y0, reg.y0, reg.x0, reg.x0), np.zeros((b, 0, 0, 3), np.uint8)
         plate = self._plate[r0:r1, c0:c1]
+        # where each window pixel's portrait point is under each frame's body map: one batched
+        # inverse on the coarse grid (per frame, its many small torch ops cost ~6 ms a frame)
+        pixels = self._coarse_grid(r0, r1, c0, c1)
+        bodies = self.body.inverse(torch.from_numpy(pixels).to(self.device, self.dtype), heads)
+        # the face warp fades out towards the edges the person touches, as the head's motion does
+        pinned = self.body.edge_weight(bodies).float().cpu().numpy()[..., None]
+        bodies = bodies.float().cpu().numpy()
         out = []
         for i in range(b):
-            tex, distance, at_s = self._maps(heads[i], shifts[i], r0, r1, c0, c1)
+            tex, distance, coarse_at_s = self._maps(bodies[i], pinned[i], shifts[i], pixels, r1 - r0, c1 - c0)
             layer = cv2.remap(self._layer, tex, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             colour = cv2.cvtColor(layer, cv2.COLOR_RGBA2RGB)  # drops the matte (a strided numpy copy: 3.4 ms a frame)
-            box = _fine_box(at_s, active)  # the window rows/columns the corrections reach
+            box = self._fine_box(coarse_at_s, active, distance.shape)  # the window rows/columns the corrections reach
             if box is not None:
                 y0, y1, x0, x1 = box
-                sx, sy = at_s[0][y0:y1, x0:x1], at_s[1][y0:y1, x0:x1]
+                sx, sy = self._fine_at_s(coarse_at_s, box)
                 sub = colour[y0:y1, x0:x1].astype(np.float32)
                 if fill_hwc is not None:
                     sub += _remap(fill_hwc[i], sx, sy)
@@ -283,7 +290,7 @@ class FaceRenderer:
                     sub += _remap(refine_hwc[i], sx, sy)
                 colour[y0:y1, x0:x1] = np.clip(sub + 0.5, 0, 255).astype(np.uint8)
             for eye in np.flatnonzero(shut[i] > 0.0):
-                lid = _fine_box(at_s, _eye_box(t_crop[i], eye))
+                lid = self._fine_box(coarse_at_s, _eye_box(t_crop[i], eye), distance.shape)
                 if lid is None:
                     continue
                 ly0, ly1, lx0, lx1 = lid
@@ -293,10 +300,16 @@ class FaceRenderer:
                 sub = colour[ly0:ly1, lx0:lx1].astype(np.float32)
                 colour[ly0:ly1, lx0:lx1] = np.clip(sub + (closed[..., :3] - sub) * weight + 0.5, 0, 255).astype(np.uint8)
             # background that moved (with the head or the face) is taken from the plate
+            # (in place, in the order written out: full-window temporaries cost ~5 ms a frame)
             moved = np.clip(distance * np.float32(1.0 / PLATE_AFTER_PX), 0.0, 1.0)
-            background = np.float32(1.0 / 255.0) * (np.float32(255.0) - layer[..., 3])
-            mix = background * (moved * moved * (np.float32(3.0) - np.float32(2.0) * moved))
-            frame = cv2.blendLinear(plate, colour, mix, np.float32(1.0) - mix)
+            mix = np.subtract(np.float32(255.0), layer[..., 3], dtype=np.float32)
+            mix *= np.float32(1.0 / 255.0)  # background: not the person
+            ramp = np.float32(2.0) * moved
+            np.subtract(np.float32(3.0), ramp, out=ramp)
+            moved *= moved
+            moved *= ramp  # smoothstep of how far the pixel's source moved
+            mix *= moved
+            frame = cv2.blendLinear(plate, colour, mix, np.subtract(np.float32(1.0), mix, out=ramp))
             if self.scale < 1.0:  # back to picture resolution, the pixels that did not change untouched
                 changed = np.clip(distance * np.float32(4.0), 0.0, 1.0)
                 if box is not None:
@@ -307,27 +320,30 @@ class FaceRenderer:
             window = (reg.y0 + r0, reg.y0 + r1, reg.x0 + c0, reg.x0 + c1)
         return window, np.stack(out)
 
-    def _maps(self, head: np.ndarray, shift: np.ndarray, r0: int, r1: int, c0: int, c1: int):
-        """For the window's paste pixels, per frame: where to sample the layers (texture px, one
-        (h, w, 2) map for cv2.remap), how far that source is from the pixel (picture px, (h, w)),
-        and the pixel's position in the expression crop at S (x, y: two (h, w)); float32.
-
-        Computed on a grid every `stride` pixels that reaches one cell past the window on each
-        side (so interpolation never extrapolates), then resized up: the body map is smooth and
-        the face warp is already bilinear between its raster points."""
-        k, reg, box, s = self._stride, self.region, self.crop_box, self.size
+    def _coarse_grid(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        """Picture px (nh, nw, 2) float32 of a grid every `stride` paste pixels over the window
+        (r0, r1, c0, c1), reaching one cell past it on each side so that interpolating it up
+        never extrapolates; coarse sample c sits at window pixel (c + 0.5) k - 0.5 - k, where
+        cv2.resize puts it."""
+        k, reg = self._stride, self.region
         h, w = r1 - r0, c1 - c0
-        # coarse sample c sits at window pixel (c + 0.5) k - 0.5 - k: where cv2.resize puts it
         nh, nw = int(np.ceil((h - 0.5) / k + 1.5)), int(np.ceil((w - 0.5) / k + 1.5))
         rows = r0 + (np.arange(nh) + 0.5) * k - 0.5 - k
         cols = c0 + (np.arange(nw) + 0.5) * k - 0.5 - k
         ys = reg.y0 + (rows + 0.5) / self._fy - 0.5  # paste px -> picture px
         xs = reg.x0 + (cols + 0.5) / self._fx - 0.5
-        pixels = np.stack(np.meshgrid(xs, ys), -1).astype(np.float32)  # (nh, nw, 2)
-        body = self.body.inverse(torch.from_numpy(pixels).to(self.device, self.dtype), head[None])[0]
-        # the face warp fades out towards the edges the person touches, as the head's motion does
-        pinned = self.body.edge_weight(body).float().cpu().numpy()[..., None]
-        body = body.float().cpu().numpy()
+        return np.stack(np.meshgrid(xs, ys), -1).astype(np.float32)
+
+    def _maps(self, body: np.ndarray, pinned: np.ndarray, shift: np.ndarray, pixels: np.ndarray, h: int, w: int):
+        """For the window's (h, w) paste pixels, one frame: where to sample the layers (texture
+        px, one (h, w, 2) map for cv2.remap), how far that source is from the pixel (picture
+        px, (h, w)), and the pixels' positions in the expression crop at S on the coarse grid
+        (nh, nw, 2; `_fine_at_s` interpolates them where they are needed); float32. From the frame's body map on the coarse grid `pixels` (`body`: the portrait
+        points there, `pinned` (nh, nw, 1): the edges' fade) and its face warp's `shift`;
+        interpolated up: the body map is smooth and the face warp is already bilinear between
+        its raster points."""
+        k, reg, box, s = self._stride, self.region, self.crop_box, self.size
+        nh, nw = pixels.shape[:2]
         to_s = s / box.side
         at_s = ((body - (box.x0, box.y0)) * to_s).astype(np.float32)
         moved = _remap(shift, at_s[..., 0], at_s[..., 1]) * pinned  # the face warp's shift there, S px
@@ -338,8 +354,48 @@ class FaceRenderer:
         up = lambda a: cv2.resize(np.dstack(a).astype(np.float32), (nw * k, nh * k),  # noqa: E731
                                   interpolation=cv2.INTER_LINEAR)[k:k + h, k:k + w]
         tex = np.ascontiguousarray(up([tex_x, tex_y]))  # one two-channel map for cv2.remap
-        rest = up([distance, at_s[..., 0], at_s[..., 1]])
-        return tex, rest[..., 0], (rest[..., 1], rest[..., 2])
+        return tex, up([distance]), at_s
+
+    def _fine_at_s(self, coarse_at_s: np.ndarray, box: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """The expression-crop positions x, y (two (y1 - y0, x1 - x0) float32) of the window
+        pixels in `box` (y0, y1, x0, x1): the coarse grid interpolated up as `_maps` does, on
+        the cells around the box only. Resizing by k is the same at every multiple of k, and a
+        cell more on each side keeps cv2's border clamping out: the values equal a crop of the
+        whole window's."""
+        k = self._stride
+        y0, y1, x0, x1 = box
+        nh, nw = coarse_at_s.shape[:2]
+        # window pixel i is resized index i + k, at coarse coordinate (i + k + 0.5) / k - 0.5
+        first = lambda i: max(int(np.floor((i + k + 0.5) / k - 0.5)) - 1, 0)  # noqa: E731
+        last = lambda i, n: min(int(np.floor((i + k + 0.5) / k - 0.5)) + 3, n)  # noqa: E731
+        cy0, cy1, cx0, cx1 = first(y0), last(y1 - 1, nh), first(x0), last(x1 - 1, nw)
+        part = cv2.resize(np.ascontiguousarray(coarse_at_s[cy0:cy1, cx0:cx1]), ((cx1 - cx0) * k, (cy1 - cy0) * k),
+                          interpolation=cv2.INTER_LINEAR)
+        part = part[y0 + k - cy0 * k:y1 + k - cy0 * k, x0 + k - cx0 * k:x1 + k - cx0 * k]
+        return part[..., 0], part[..., 1]
+
+    def _fine_box(self, coarse_at_s: np.ndarray, active, shape: tuple[int, int]) -> tuple[int, int, int, int] | None:
+        """The window rows/columns (y0, y1, x0, x1) that can fall in the expression-crop box
+        `active` (x0, y0, x1, y1, S px): read off the coarse grid (testing every window pixel
+        cost ~4 ms a frame). The fine map interpolates its cell's four corners bilinearly, so a
+        pixel can only fall in the box if its cell's corners' bounding box meets it; the rows and
+        columns of such cells, and a pixel more, hold every pixel that does."""
+        if active is None:
+            return None
+        x, y = coarse_at_s[..., 0], coarse_at_s[..., 1]
+        corners = lambda a: (a[:-1, :-1], a[1:, :-1], a[:-1, 1:], a[1:, 1:])  # noqa: E731
+        x_lo, x_hi = np.minimum.reduce(corners(x)), np.maximum.reduce(corners(x))
+        y_lo, y_hi = np.minimum.reduce(corners(y)), np.maximum.reduce(corners(y))
+        meets = (x_hi >= active[0]) & (x_lo <= active[2]) & (y_hi >= active[1]) & (y_lo <= active[3])
+        rows, cols = np.flatnonzero(meets.any(axis=1)), np.flatnonzero(meets.any(axis=0))
+        if rows.size == 0:
+            return None
+        # cell c spans window pixels [(c - 0.5) k - 0.5, (c + 0.5) k - 0.5) (see _coarse_grid)
+        k = self._stride
+        span = lambda first, last, n: (max(int(np.floor((first - 0.5) * k - 0.5)) - 1, 0),  # noqa: E731
+                                       min(int(np.ceil((last + 0.5) * k - 0.5)) + 1, n))
+        (y0, y1), (x0, x1) = span(rows[0], rows[-1], shape[0]), span(cols[0], cols[-1], shape[1])
+        return (y0, y1, x0, x1) if y1 > y0 and x1 > x0 else None
 
     def _window(self, heads: np.ndarray) -> tuple[int, int, int, int]:
         """Paste-px rows/columns (r0, r1, c0, c1) of the region that can change in these frames:
@@ -436,18 +492,6 @@ def _eye_box(points: np.ndarray, eye: int) -> tuple[float, float, float, float]:
     p = np.asarray(points, np.float64)[EYE_POINTS[eye][0]]
     margin = np.linalg.norm(p[3] - p[0])
     return (*(p.min(axis=0) - margin), *(p.max(axis=0) + margin))
-
-
-def _fine_box(at_s: tuple[np.ndarray, np.ndarray], active) -> tuple[int, int, int, int] | None:
-    """The window rows/columns (y0, y1, x0, x1) whose expression-crop position falls in `active`."""
-    if active is None:
-        return None
-    x, y = at_s
-    inside = (x >= active[0]) & (x <= active[2]) & (y >= active[1]) & (y <= active[3])
-    rows, cols = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
-    if rows.size == 0:
-        return None
-    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
 def _resized(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
