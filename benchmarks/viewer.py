@@ -49,6 +49,8 @@ COLUMNS = (
     ("hair_distortion_worst", "worst frame %", "{:.2f}", "<= 1.5", lambda v: v <= 1.5),
     ("background_drift", "background drift %", "{:.2f}", "<= 0.2", lambda v: v <= 0.2),
     ("csim_source", "CSIM to portrait", "{:.3f}", "(info)", None),
+    # the retargeted landmarks' own gain: what the renderer is asked for, before rendering
+    ("target_mouth_gain", "target mouth gain", "{:.2f}", "(info)", None),
 )
 
 

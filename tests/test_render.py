@@ -285,6 +285,30 @@ def test_a_slightly_opened_mouth_is_dark_across_its_gap(astronaut, face):
     assert column.sum() > 1.25 and (column > 0.1).sum() >= 4
 
 
+
+def test_synthesized_teeth_are_separate_teeth(astronaut, face):
+    """A closed-mouthed source opened 16 px gets upper teeth that read as teeth, not one light
+    slab: 3 px under the upper lip, across the middle 40 % of the mouth, the band is light
+    (median 194 of 255) and crossed by three dark seams, measured 30-54 levels under it (the
+    centre line and the gaps after the central incisors). A uniform band has no seam."""
+    from talkanim.render.mouth import MouthFiller
+
+    r = FaceRenderer(astronaut, face, RenderConfig(mouth_fill=False))
+    closed = face.points.copy()
+    closed[60:68] = closed[[60, 61, 62, 63, 64, 63, 62, 61]]
+    filler = MouthFiller(r.crop_box.to_crop(closed, 256), r.source_crop)
+    target = open_mouth(closed, 16)[None]
+    t_crop = r.crop_box.to_crop(target, 256)[0]
+    grey = filler(r.warp_crop(target), t_crop[None])[0].mean(dim=0).numpy() * 255
+    left, right = t_crop[60, 0], t_crop[64, 0]
+    xs = np.arange(int(left + 0.3 * (right - left)), int(left + 0.7 * (right - left)) + 1)
+    band = grey[int(round(t_crop[62, 1] + 3)), xs]
+    dip = np.median(band) - band
+    seams = np.flatnonzero((dip[1:-1] > 20) & (dip[1:-1] > dip[:-2]) & (dip[1:-1] >= dip[2:])) + 1
+    print("teeth band:", band.round().astype(int).tolist(), "seams at", xs[seams].tolist())
+    assert np.median(band) > 150
+    assert len(seams) >= 3
+
 def test_opening_the_mouth_leaves_the_forehead_where_it_is(face):
     from talkanim.render.warp import FOREHEAD, extend_points
 

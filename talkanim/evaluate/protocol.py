@@ -45,7 +45,8 @@ SELF_METRICS = ("l1", "psnr", "ssim", "csim", "akd", "l1_mouth", "ssim_mouth", "
                 "ssim_frame", "l1_frame")
 FRAME_SIDE = 256  # whole frames are compared at this longest side
 CROSS_METRICS = ("csim_source", "mouth_gain", "mouth_r", "blink_recall", "eye_r", "hair_distortion",
-                 "hair_distortion_worst", "background_drift", "target_mouth_r", "target_eye_r")
+                 "hair_distortion_worst", "background_drift", "target_mouth_gain", "target_mouth_r",
+                 "target_eye_r")
 FLOW_EVERY = 2  # hair distortion is measured on every 2nd output frame (two optical flows each)
 
 
@@ -354,7 +355,7 @@ def cross_reenact(portrait_path: Path, clip: Clip, frame_indices: list[int], met
         out.results[name] = {"available": True, "csim_source": float(np.mean(csims)) if csims else None,
                              **mouth, **eyes, **V.motion_summary(distortions, drifts),
                              # the same on the target landmarks: retargeting alone, before rendering
-                             "target_mouth_r": V.mouth_measures(drv_points, points)["mouth_r"],
+                             **{f"target_{k}": v for k, v in V.mouth_measures(drv_points, points).items()},
                              "target_eye_r": V.blink_measures(drv_points, points)["eye_r"],
                              "frames": len(frame_indices), "csim_frames": len(csims),
                              "output_frames_without_face": track.num_missing}

@@ -35,7 +35,8 @@ CROSS_COLUMNS = [("csim_source", "CSIM to source ↑", "{:.3f}"), ("mouth_gain",
                  ("eye_r", "eye r ↑", "{:.3f}"), ("hair_distortion", "hair distortion % ↓", "{:.2f}"),
                  ("hair_distortion_worst", "worst frame % ↓", "{:.2f}"),
                  ("background_drift", "background drift % ↓", "{:.2f}"),
-                 ("target_mouth_r", "target mouth r", "{:.3f}"), ("target_eye_r", "target eye r", "{:.3f}")]
+                 ("target_mouth_gain", "target mouth gain", "{:.2f}"), ("target_mouth_r", "target mouth r", "{:.3f}"),
+                 ("target_eye_r", "target eye r", "{:.3f}")]
 
 
 def _fmt(value, fmt: str) -> str:

@@ -10,10 +10,11 @@ inner corners 60 -> 64, y across): with target gap g_t and source gap g_s at tha
   - the top g_s/2 px are sampled from the source just under its upper inner lip (its real teeth),
   - the bottom g_s/2 px from the source just over its lower inner lip,
   - the rest (g_t - g_s, the newly opened part) is painted: a cavity in the source's lip colour,
-    darkened and graded darker towards the centre and bottom, an upper-teeth band under the upper
-    lip (only when the source shows no interior of its own; off-white tinted by the source,
-    height growing with the opening, fading towards the corners), a faint lower-teeth hint at
-    wide openings.
+    darkened and graded darker towards the centre and bottom, upper teeth under the upper lip
+    (only when the source shows no interior of its own; off-white tinted by the source, height
+    growing with the opening, fading towards the corners, parted by thin dark seams with a
+    scalloped, greyer biting edge: one even light slab did not look like teeth), a faint
+    lower-teeth hint at wide openings.
 When g_t <= g_s the column is the source's interior compressed (what the warp gives). The whole
 thing is alpha-blended over the warp with a mask that fades in over ~0.8 px inside the inner
 lips, so the lips keep their own colour. As the opening goes to the source's, the painted band
@@ -44,6 +45,9 @@ OWN_INTERIOR = 0.05
 TEETH_FROM = 0.04  # opening (gap / mouth width) where synthesized upper teeth start to show
 TEETH_SHARE = 0.55  # at most this share of the gap is teeth (the rest: the dark cavity)
 TEETH_MAX = 0.16  # and at most this share of the mouth's width
+# Gaps between the upper teeth across the mouth (share of its width from the centre, either
+# side): central incisors, laterals, canines, premolars as a frontal view of the arch shows them.
+TOOTH_GAPS = (-0.45, -0.37, -0.27, -0.16, 0.0, 0.16, 0.27, 0.37, 0.45)
 STRETCH = 1.4  # the source's own interior is stretched up to this factor before a cavity opens
 
 
@@ -252,12 +256,21 @@ class MouthFiller:
         # lips just apart show a dark slit; teeth come in as the mouth opens further (from
         # TEETH_FROM of its width), never filling more than TEETH_SHARE of the gap
         teeth_h = torch.minimum(TEETH_SHARE * g_t, TEETH_MAX * lt[:, None])
+        # separate teeth: a notch at each gap between two teeth shortens the band there (the
+        # incisal edge is scalloped) and a thin dark seam runs up from it
+        gap_px = (a / lt[:, None] - 0.5)[..., None] - torch.tensor(TOOTH_GAPS, dtype=a.dtype)  # (B, N, G)
+        gap_px = (gap_px * lt[:, None, None]).abs().amin(-1)  # distance to the nearest gap, px
+        notch = torch.exp(-0.5 * (gap_px / 1.2) ** 2)
+        seam = torch.exp(-0.5 * (gap_px / 0.6) ** 2) * _smooth(dc / teeth_h.clamp_min(1e-3) + 0.2)
+        teeth_h = teeth_h * (1 - 0.10 * notch)
         upper = (1 - _smooth((dc - teeth_h + 0.5) / 1.0)) * (1 - r ** 3).clamp_min(0.0) ** 0.7
         upper = upper * _smooth((ratio - TEETH_FROM) / 0.08) * 0.85 * self.synth_teeth
         lower_h = 0.12 * g_t
         lower = (1 - _smooth((e - bottom - lower_h + 0.5) / 1.0)) * (1 - (1.35 * r).clamp(max=1.0) ** 2)
         lower = lower * _smooth((ratio - 0.22) / 0.15) * 0.45 * self.synth_lower
-        teeth_shade = 0.85 + 0.15 * _smooth(dc / 2.0) * (1 - 0.4 * r)
+        # shadowed under the lip, lit below, a greyer translucent incisal edge, dark seams
+        edge_shade = 1 - 0.12 * _smooth((dc - 0.7 * teeth_h) / (0.3 * teeth_h).clamp_min(0.5))
+        teeth_shade = (0.85 + 0.15 * _smooth(dc / 2.0) * (1 - 0.4 * r)) * edge_shade * (1 - 0.4 * seam)
 
         cav = torch.tensor(self.cavity, dtype=dt, device=dev)[None, :, None]
         tee = torch.tensor(self.teeth, dtype=dt, device=dev)[None, :, None]
