@@ -263,19 +263,26 @@ def test_fill_stays_inside_the_inner_lips(astronaut, face):
             assert not (changed[k] & ~inside.astype(bool)).any()
 
 
-def test_a_slightly_opened_mouth_is_dark_across_its_gap(astronaut, face):
-    """Lips just apart (5 px at crop resolution) show a dark slit between them, not lip colour
-    smeared across most of it: summed down the mouth's central column, the fill darkens by 1.50
-    (5 rows darker by > 0.1). A fill fading in from 0.6 px inside the lips over 1.2 px darkened
-    0.97 (3 rows), and a face mesh then read such mouths at half the driver's opening."""
+def _closed_mouth_opened(astronaut, face, amount: float):
+    """The astronaut with her inner lips pressed shut as the source, a mouth filler built on
+    it, and a target opening that mouth by `amount` px: (renderer, filler, target (1, 68, 2),
+    target in crop px (68, 2))."""
     from talkanim.render.mouth import MouthFiller
 
     r = FaceRenderer(astronaut, face, RenderConfig(mouth_fill=False))
     closed = face.points.copy()
     closed[60:68] = closed[[60, 61, 62, 63, 64, 63, 62, 61]]
     filler = MouthFiller(r.crop_box.to_crop(closed, 256), r.source_crop)
-    target = open_mouth(closed, 4)[None]
-    t_crop = r.crop_box.to_crop(target, 256)[0]
+    target = open_mouth(closed, amount)[None]
+    return r, filler, target, r.crop_box.to_crop(target, 256)[0]
+
+
+def test_a_slightly_opened_mouth_is_dark_across_its_gap(astronaut, face):
+    """Lips just apart (5 px at crop resolution) show a dark slit between them, not lip colour
+    smeared across most of it: summed down the mouth's central column, the fill darkens by 1.50
+    (5 rows darker by > 0.1). A fill fading in from 0.6 px inside the lips over 1.2 px darkened
+    0.97 (3 rows), and a face mesh then read such mouths at half the driver's opening."""
+    r, filler, target, t_crop = _closed_mouth_opened(astronaut, face, 4)
     assert 4.5 < t_crop[66, 1] - t_crop[62, 1] < 5.5
     warped = r.warp_crop(target)
     darker = (warped - filler(warped, t_crop[None])).mean(dim=1)[0].numpy()
@@ -285,20 +292,12 @@ def test_a_slightly_opened_mouth_is_dark_across_its_gap(astronaut, face):
     assert column.sum() > 1.25 and (column > 0.1).sum() >= 4
 
 
-
 def test_synthesized_teeth_are_separate_teeth(astronaut, face):
     """A closed-mouthed source opened 16 px gets upper teeth that read as teeth, not one light
     slab: 3 px under the upper lip, across the middle 40 % of the mouth, the band is light
     (median 194 of 255) and crossed by three dark seams, measured 30-54 levels under it (the
     centre line and the gaps after the central incisors). A uniform band has no seam."""
-    from talkanim.render.mouth import MouthFiller
-
-    r = FaceRenderer(astronaut, face, RenderConfig(mouth_fill=False))
-    closed = face.points.copy()
-    closed[60:68] = closed[[60, 61, 62, 63, 64, 63, 62, 61]]
-    filler = MouthFiller(r.crop_box.to_crop(closed, 256), r.source_crop)
-    target = open_mouth(closed, 16)[None]
-    t_crop = r.crop_box.to_crop(target, 256)[0]
+    r, filler, target, t_crop = _closed_mouth_opened(astronaut, face, 16)
     grey = filler(r.warp_crop(target), t_crop[None])[0].mean(dim=0).numpy() * 255
     left, right = t_crop[60, 0], t_crop[64, 0]
     xs = np.arange(int(left + 0.3 * (right - left)), int(left + 0.7 * (right - left)) + 1)

@@ -49,11 +49,16 @@ _MOUTH_W = (48, 54)
 
 # Eyelids (per eye: upper points, the lower points facing them).
 LIDS = (((37, 38), (41, 40)), ((43, 44), (47, 46)))
-# A driver eye open less than this fraction of its neutral opening counts as shut: trackers read
-# a closed eye as a slit (the lash line), and the portrait's lids must meet, not leave one. A
-# face mesh read eyes that were plainly shut at 0.26-0.49 of neutral (AOC clip); from 0.3, the
-# portraits' lids stayed 17-33 % open through those blinks.
+# A driver eye open less than this fraction of its open level counts as shut: trackers read a
+# closed eye as a slit (the lash line), and the portrait's lids must meet, not leave one. A face
+# mesh read eyes that were plainly shut at 0.26-0.49 of neutral (AOC clip); from 0.3, the
+# portraits' lids stayed 17-33 % open through those blinks. The open level is the
+# OPEN_EYES_PERCENTILE of the driver's lid gap, not its neutral (median) frame: a driver who
+# blinks often and lowers the lids while talking has a median well below open (0.91 of the 75th
+# percentile on the first 6 s of d3), and its shut frames came out a third open.
 SHUT_RATIO = 0.45
+OPEN_EYES_PERCENTILE = 75.0
+SHUT_AT_MOST = 0.75  # the lids meet at no more than this share of the neutral gap (a ramp stays)
 MAX_WIDEN = 1.5  # an eye opens at most this much wider than its neutral
 LID_MEET = 0.15  # closed lids meet this far up from the lower lid (the upper lid does the moving)
 
@@ -191,7 +196,7 @@ def _retarget_shot(source: Face, driver: LandmarkTrack, config: MotionConfig) ->
         ref_in_src = apply_transform(m, ref)
         ratio = _mouth_width(src) / max(_mouth_width(ref_in_src), 1e-6)
         delta_src[:, MOUTH] *= float(np.clip(ratio, 0.8, 1.25))
-        base = _eyelids(src[None] + delta_src, src, normalized, neutral)
+        base = _eyelids(src[None] + delta_src, src, normalized, neutral, driver.valid)
         heads = m[None] @ q @ m_inv[None] if config.head_motion else np.broadcast_to(np.eye(3), (n, 3, 3))
         target = np.einsum("nij,nkj->nki", heads[:, :2, :2], base) + heads[:, None, :2, 2]
     else:
@@ -207,13 +212,18 @@ def _lid_gaps(points: np.ndarray) -> np.ndarray:
                               for up, low in zip(*eye)], axis=0) for eye in LIDS], axis=-1)
 
 
-def _eyelids(base: np.ndarray, source: np.ndarray, normalized: np.ndarray, neutral: np.ndarray) -> np.ndarray:
-    """Re-place the eyelids of `base` (N, 68, 2) by how far open the driver's eyes are relative
-    to its neutral (a ratio, so a portrait with narrow eyes closes them as fully as one with wide
-    eyes), keeping each eye's other motion (the mean shift of its corners)."""
-    ratio = _lid_gaps(normalized) / np.maximum(_lid_gaps(neutral), 1e-6)  # (N, 2)
-    opening = np.where(ratio <= 1.0, np.clip((ratio - SHUT_RATIO) / (1.0 - SHUT_RATIO), 0.0, 1.0),
-                       np.minimum(ratio, MAX_WIDEN))
+def _eyelids(base: np.ndarray, source: np.ndarray, normalized: np.ndarray, neutral: np.ndarray,
+             valid: np.ndarray | None = None) -> np.ndarray:
+    """Re-place the eyelids of `base` (N, 68, 2) by how far open the driver's eyes are: its
+    neutral gap gives the portrait's own, a gap below SHUT_RATIO of its open level shuts the
+    lids, linearly in between (ratios, so a portrait with narrow eyes closes them as fully as one
+    with wide eyes); each eye keeps its other motion (the mean shift of its corners)."""
+    gaps = _lid_gaps(normalized)  # (N, 2)
+    usable = gaps[valid] if valid is not None and np.any(valid) else gaps
+    neutral_gap = np.maximum(_lid_gaps(neutral), 1e-6)  # (2,)
+    shut_gap = np.minimum(SHUT_RATIO * np.percentile(usable, OPEN_EYES_PERCENTILE, axis=0), SHUT_AT_MOST * neutral_gap)
+    opening = np.where(gaps <= neutral_gap, np.clip((gaps - shut_gap) / (neutral_gap - shut_gap), 0.0, 1.0),
+                       np.minimum(gaps / neutral_gap, MAX_WIDEN))
     out = base.copy()
     for eye, ((up_a, up_b), (low_a, low_b)), corners in zip(range(2), LIDS, EYE_CORNERS):
         shift = (base[:, list(corners)] - source[list(corners)]).mean(axis=1)  # (N, 2)
