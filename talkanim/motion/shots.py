@@ -9,7 +9,7 @@ opens or a head that turns away, and that is what the distance sees. The points 
 (`SHAPE_WEIGHTS`): the mouth and eyes, whose inside only a shot can show, twice; the jaw
 outline, which a small turn of the head moves a lot and the warp follows well, half. Unweighted,
 the jaw of a one-picture shot outweighed its open mouth: on the example clip, frames with the
-shot's own mouth came only 14 % nearer the shot than the closed-mouthed portrait; weighted, 45 %.
+shot's own mouth came only 14 % nearer the shot than the closed-mouthed portrait; weighted, 37 %.
 
 Blending the few nearest shots beats warping from the single nearest one: each warp is wrong in
 its own places and the average of three is wrong less (evaluate, 4 held-out clips, T = 8: mouth

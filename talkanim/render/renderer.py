@@ -338,10 +338,12 @@ class FaceRenderer:
         """For the window's (h, w) paste pixels, one frame: where to sample the layers (texture
         px, one (h, w, 2) map for cv2.remap), how far that source is from the pixel (picture
         px, (h, w)), and the pixels' positions in the expression crop at S on the coarse grid
-        (nh, nw, 2; `_fine_at_s` interpolates them where they are needed); float32. From the frame's body map on the coarse grid `pixels` (`body`: the portrait
-        points there, `pinned` (nh, nw, 1): the edges' fade) and its face warp's `shift`;
-        interpolated up: the body map is smooth and the face warp is already bilinear between
-        its raster points."""
+        (nh, nw, 2; `_fine_at_s` interpolates them where they are needed); float32.
+
+        From the frame's body map on the coarse grid `pixels` (`body`: the portrait points
+        there; `pinned` (nh, nw, 1): the edges' fade) and its face warp's `shift`, interpolated
+        up: the body map is smooth and the face warp is already bilinear between its raster
+        points."""
         k, reg, box, s = self._stride, self.region, self.crop_box, self.size
         nh, nw = pixels.shape[:2]
         to_s = s / box.side
