@@ -48,11 +48,6 @@ TEETH_MAX = 0.16  # and at most this share of the mouth's width
 # Gaps between the upper teeth across the mouth (share of its width from the centre, either
 # side): central incisors, laterals, canines, premolars as a frontal view of the arch shows them.
 TOOTH_GAPS = (-0.45, -0.37, -0.27, -0.16, 0.0, 0.16, 0.27, 0.37, 0.45)
-# The cavity's colour: the lips' (with a little skin), this much darker before its grading. At
-# 0.5 it was a warm mid-brown a face mesh read as lip: on the widest frames of seven viewer
-# pairs it read the opening at 0.60 of what was drawn, 0.67 at 0.25 (a real mouth's inside is
-# in shadow).
-CAVITY_SHADE = 0.25
 STRETCH = 1.4  # the source's own interior is stretched up to this factor before a cavity opens
 
 
@@ -133,7 +128,7 @@ class MouthFiller:
         lips = lip_colour(source_crop, pts)
         skin = skin_colour(source_crop, pts)
         # cavity: the lips' and skin's hue, darkened (a warm dark, not a cold grey)
-        self.cavity = np.clip(CAVITY_SHADE * (lips + 0.06 * skin), 0.0, 1.0)
+        self.cavity = np.clip(0.5 * lips + 0.03 * skin, 0.0, 1.0)
         # teeth: off-white, about as bright as the picture's own highlights (a dim painting gets dim
         # teeth, a photo white ones), tinted by the skin
         bright = float(np.percentile(source_crop.reshape(-1, 3).mean(axis=1), 99.5)) / 255.0
