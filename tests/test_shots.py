@@ -221,17 +221,26 @@ def test_animate_with_a_shot_warps_open_mouthed_frames_from_it(with_a_warm_shot)
 
 def test_a_shot_with_another_white_balance_takes_the_portraits_colours(with_a_warm_shot, clip):
     """The shot's face comes in with the portrait's colours: on the frames it serves (27-32),
-    the face's mean colour stays within 3 levels per channel of the portrait-only render
-    (measured at most 0.85 on red, 0.86 on green, 2.1 on blue), although the shot picture's
-    own face is 46 levels redder and 36 less blue than the portrait's."""
+    the skin's mean colour (the face without the mouth) stays within 5 levels per channel of the
+    portrait-only render (measured at most 2.6 on red, 2.9 on green, 3.8 on blue: the two
+    pictures' faces differ in more than their white balance), although the shot picture's own
+    face is 46 levels redder and 36 less blue than the portrait's. The mouth is left out: there
+    the portrait-only render paints a cavity and teeth where the shot shows its real inside, a
+    difference of content, not of colour (a darker painted cavity moved the whole face's mean by
+    half a level)."""
+    import cv2
+
     frames, faces = clip
     inside = face_mask(faces[SHOT_FRAME].points, 320)[:320, :320] > 0.5  # where the face is on those frames
+    mouth = np.zeros((320, 320), np.uint8)
+    cv2.fillPoly(mouth, [np.round(faces[SHOT_FRAME].points[48:60]).astype(np.int32)], 1)
+    inside &= cv2.dilate(mouth, np.ones((9, 9), np.uint8)) == 0  # the lips' box moves a little over 27-32
     shot_cast = with_a_warm_shot["warm"][inside].mean(axis=0) - frames[PORTRAIT_FRAME][inside].mean(axis=0)
     assert shot_cast[0] > 30 and shot_cast[2] < -25, shot_cast  # the shot really looks different
     for k in range(27, 33):
         plain = with_a_warm_shot["plain"][k][inside].mean(axis=0)
         shot = with_a_warm_shot["shot"][k][inside].mean(axis=0)
-        assert np.abs(shot - plain).max() < 3.0, (k, shot - plain)
+        assert np.abs(shot - plain).max() < 5.0, (k, shot - plain)
 
 
 @pytest.fixture(scope="module")
