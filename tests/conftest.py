@@ -18,6 +18,11 @@ REPO = Path(__file__).resolve().parents[1]
 # not about the model run warp-only (the CLI reads TALKANIM_MODEL like --model); the model
 # tests pass --model explicitly, and test_shipped_weights runs the default with it unset.
 os.environ.setdefault("TALKANIM_MODEL", "none")
+# Under pytest-xdist (pyproject's addopts: two workers) each worker and the `talkanim`
+# subprocesses it starts compute on one thread: two workers with two OpenMP threads each, on
+# two cores, spin-wait against each other (the 60 s speech test took 148 s so, 44 s alone).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 EXAMPLES = REPO / "examples"
 
 
