@@ -12,9 +12,11 @@ Absolute mode (the paper; the driver's face shape leaks): target_t = M(driver_t)
 Neutral references: with `driver_ref` unset, head motion is measured from the first frame, but
 expression is measured per region from the driver's most neutral frame for that region: the
 mouth and lower jaw from the frame where the mouth is most closed, the eyes and brows from a
-frame with typically open eyes (median eye opening). A driver that starts mid-word would
+frame with typically open eyes (median eye opening), the rest from the median face; all of them
+among the frames where the head is turned as it mostly is. A driver that starts mid-word would
 otherwise make the portrait's mouth close past shut whenever the driver closes its own, and the
-mouth opening would run backwards. An explicit `driver_ref` is used for every region.
+mouth opening would run backwards; one that starts turned would slide the portrait's face
+outline sideways all clip long. An explicit `driver_ref` is used for every region.
 
 Camera cuts: a driver edited from several camera shots (`LandmarkTrack.cuts`) is retargeted
 one shot at a time, each with its own references, unless `driver_ref` is set: across a cut
@@ -43,6 +45,12 @@ EYE_CORNERS = ((36, 39), (42, 45))
 MOUTH = np.arange(48, 68)
 MOUTH_AND_JAW = np.r_[2:15, 48:68]  # the jaw follows the mouth when it opens
 EYES_AND_BROWS = np.r_[17:27, 36:48]
+JAW = np.arange(0, 17)
+TEMPLES_TO_CHEEKS = np.r_[0:4, 13:17]  # the outline above the jaw's corners: it turns, it does not open
+# Frames whose outline lies within this many face widths of the usual (median) one count as posed
+# alike (a head turned by a few degrees; on face_3 the shift changes by a median 0.005 from one
+# frame to the next).
+POSED_ALIKE = 0.03
 # Mouth width is measured corner to corner (48-54), its height lip-centre to lip-centre.
 _MOUTH_W = (48, 54)
 
@@ -120,16 +128,46 @@ def transfer_pupils(driver_points: np.ndarray, driver_pupils: np.ndarray | None,
     return out.astype(np.float32)
 
 
+def _face_across(normalized: np.ndarray) -> tuple[np.ndarray, float]:
+    """The first frame's face axis from outline end to outline end (jaw 0 -> 16): unit vector
+    and length (the face width)."""
+    across = normalized[0, JAW[-1]] - normalized[0, JAW[0]]
+    width = max(float(np.linalg.norm(across)), 1e-6)
+    return across / width, width
+
+
+def _outline_shift(normalized: np.ndarray) -> np.ndarray:
+    """How far the face outline (its sides, from temples to cheeks) lies sideways in each
+    pose-normalized frame, along the face's own axis, in face widths from the first frame's:
+    (N,). A head turn shows here: the similarity takes out roll, scale and shift, but a turned
+    face's outline slides against its features."""
+    axis, width = _face_across(normalized)
+    sides = normalized[:, TEMPLES_TO_CHEEKS].mean(axis=1)
+    return (sides - sides[0]) @ axis / width
+
+
 def _neutral_shape(normalized: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
-    """The driver's neutral face (68, 2), pose-normalized, assembled per region (module doc)."""
+    """The driver's neutral face (68, 2), pose-normalized, assembled per region (module doc),
+    each region as if the head were turned as it mostly is (the median outline shift): a region
+    taken from a frame turned otherwise carries that turn into every frame's expression, against
+    the other regions. The first frame of face_3 is turned 12 % of its face width away from the
+    rest of the clip: measured from it, the jaw slid that far against the temples (a bulging
+    cheek on a painting) in every frame but the first."""
     usable = np.flatnonzero(valid) if valid is not None and np.any(valid) else np.arange(len(normalized))
     frames = normalized[usable]
-    neutral = frames[0].copy()
+    shift = _outline_shift(frames)
+    usual = float(np.median(shift))
+    turn = np.abs(shift - usual)
+    alike = frames[turn <= max(POSED_ALIKE, float(turn.min()))]
+    neutral = np.median(alike, axis=0)
     closed = int(np.argmin(mouth_opening(frames)))
     neutral[MOUTH_AND_JAW] = frames[closed, MOUTH_AND_JAW]
-    eyes = eye_opening(frames).mean(axis=-1)
+    # the most closed mouth may come with another turn: its jaw goes back to the usual one
+    axis, width = _face_across(frames)
+    neutral[JAW[2:15]] -= (shift[closed] - usual) * width * axis
+    eyes = eye_opening(alike).mean(axis=-1)
     typical = int(np.argmin(np.abs(eyes - np.median(eyes))))
-    neutral[EYES_AND_BROWS] = frames[typical, EYES_AND_BROWS]
+    neutral[EYES_AND_BROWS] = alike[typical, EYES_AND_BROWS]
     return neutral
 
 
