@@ -152,7 +152,7 @@ def _neutral_shape(normalized: np.ndarray, valid: np.ndarray | None) -> np.ndarr
     taken from a frame turned otherwise carries that turn into every frame's expression, against
     the other regions. The first frame of face_3 is turned 12 % of its face width away from the
     rest of the clip: measured from it, the jaw slid that far against the temples (a bulging
-    cheek on a painting) in every frame but the first."""
+    cheek on a painting) in every frame."""
     usable = np.flatnonzero(valid) if valid is not None and np.any(valid) else np.arange(len(normalized))
     frames = normalized[usable]
     shift = _outline_shift(frames)
