@@ -225,8 +225,8 @@ def test_a_shot_with_another_white_balance_takes_the_portraits_colours(with_a_wa
     portrait-only render (measured at most 0.9 on red, 1.6 on green, 5.2 on blue, on frame 27;
     4.1 on blue before the driver's neutral face came from frames turned as usual, which moves
     what the shot lends on these frames: the two pictures' faces differ in more than their white
-    balance), although the shot picture's own
-    face is 46 levels redder and 36 less blue than the portrait's. The mouth is left out: there
+    balance), although the shot picture's own face is 46 levels redder and 36 less blue than the
+    portrait's. The mouth is left out: there
     the portrait-only render paints a cavity and teeth where the shot shows its real inside, a
     difference of content, not of colour (a darker painted cavity moved the whole face's mean by
     half a level)."""

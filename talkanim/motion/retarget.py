@@ -43,7 +43,8 @@ from talkanim.motion.geometry import STABLE_POINTS, apply_transform, fit_similar
 
 EYE_CORNERS = ((36, 39), (42, 45))
 MOUTH = np.arange(48, 68)
-MOUTH_AND_JAW = np.r_[2:15, 48:68]  # the jaw follows the mouth when it opens
+LOWER_JAW = np.arange(2, 15)
+MOUTH_AND_JAW = np.r_[LOWER_JAW, MOUTH]  # the jaw follows the mouth when it opens
 EYES_AND_BROWS = np.r_[17:27, 36:48]
 JAW = np.arange(0, 17)
 TEMPLES_TO_CHEEKS = np.r_[0:4, 13:17]  # the outline above the jaw's corners: it turns, it does not open
@@ -164,7 +165,7 @@ def _neutral_shape(normalized: np.ndarray, valid: np.ndarray | None) -> np.ndarr
     neutral[MOUTH_AND_JAW] = frames[closed, MOUTH_AND_JAW]
     # the most closed mouth may come with another turn: its jaw goes back to the usual one
     axis, width = _face_across(frames)
-    neutral[JAW[2:15]] -= (shift[closed] - usual) * width * axis
+    neutral[LOWER_JAW] -= (shift[closed] - usual) * width * axis
     eyes = eye_opening(alike).mean(axis=-1)
     typical = int(np.argmin(np.abs(eyes - np.median(eyes))))
     neutral[EYES_AND_BROWS] = alike[typical, EYES_AND_BROWS]
