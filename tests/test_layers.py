@@ -65,6 +65,16 @@ def _max_jump_and_folds(frame: np.ndarray, step: int = 4) -> tuple[float, int]:
     return float(jump), int((det < -0.5).sum())
 
 
+def _least_stretch_off_edges(frame: np.ndarray, band: int = 16, step: int = 10) -> dict[str, float]:
+    """Per picture edge, the least stretch (portrait px per output px) of the decoded position
+    across the edge, over the `band` output pixels next to it. Picture pulled in from beyond an
+    edge is the edge's own row repeated: a smear, stretch 0."""
+    p = _decoded(frame)
+    across = {"top": p[:band + step, :, 1], "bottom": -p[::-1][:band + step, :, 1],
+              "left": p[:, :band + step, 0].T, "right": -p[:, ::-1][:, :band + step, 0].T}
+    return {edge: float(((a[step:] - a[:-step]) / step).min()) for edge, a in across.items()}
+
+
 def test_no_tears_or_folds_anywhere_in_the_frame(astronaut, astronaut_face):
     """Strong head poses with the jaw dropped, the whole picture taken as the person (so every
     edge is pinned and the neck, sides and edges all bend): every output pixel shows a portrait
@@ -147,11 +157,10 @@ def test_a_face_that_fills_the_frame_stays_pinned_to_it(astronaut, astronaut_fac
     assert set(renderer.body.pinned_edges) == {"left", "top", "right", "bottom"}
     heads = np.stack([_head_pose(face, *pose) for pose in POSES])
     for pose, frame in zip(POSES, renderer.render_batch(_targets(face, heads, 8.0), heads=heads)):
-        shown, true = _decoded(frame.astype(np.float64)), _decoded(picture.astype(np.float64))
-        # the edges show (nearly) their own pixels: the head's motion is faded out there; only the
-        # face warp's stretch under a dropped jaw reaches them here (measured <= 1.9 px)
-        for edge in (np.s_[0], np.s_[-1], np.s_[:, 0], np.s_[:, -1]):
-            assert np.abs(shown[edge] - true[edge]).max() < 2.5, pose
+        # no edge pulls in what lies beyond it (a smear of its own row, stretch 0): the motion
+        # away from each edge fades out towards it; along it and out of the picture it is kept
+        print(pose, {k: round(v, 2) for k, v in _least_stretch_off_edges(frame.astype(np.float64)).items()})
+        assert min(_least_stretch_off_edges(frame.astype(np.float64)).values()) > 0.15, pose
         # where the head had to be held back (the shift here) the face warp carries it on, and
         # its shift fades out over the edge band: a stretch there, measured <= 7.9 px between
         # neighbours; a tear jumps by tens of pixels
@@ -159,9 +168,13 @@ def test_a_face_that_fills_the_frame_stays_pinned_to_it(astronaut, astronaut_fac
         assert jump < 10.0 and folds == 0, (pose, jump, folds)
 
 
-def test_a_head_cut_by_the_top_edge_keeps_its_top_row(astronaut, astronaut_face):
-    """Hair running out of the top of the picture: what lies beyond the edge is unknown, so the
-    top row stays the portrait's (no smear pulled in, no gap) while the face moves below."""
+def test_a_head_cut_by_the_top_edge_slides_along_it_and_pulls_nothing_in(astronaut, astronaut_face):
+    """Hair running out of the top of the picture: what lies beyond the edge is unknown, so no
+    motion may pull it in (a smear of the top row), but the head still moves as one body along
+    the edge and out of the picture, which shows only what the picture has. (Fading all of the
+    motion out towards the edge, as before, held the top of the hair still while the face
+    below turned and nodded: the hair stretched, 1.7 % of the face width on a painting whose hair
+    the top edge cuts, against 0.6 now.)"""
     pts = astronaut_face.points
     lo, hi = pts.min(axis=0), pts.max(axis=0)
     crop, face = _cropped(astronaut, astronaut_face, int(lo[0] - 0.8 * (hi - lo)[0]), int(lo[1] - 0.3 * (hi - lo)[1]),
@@ -169,14 +182,27 @@ def test_a_head_cut_by_the_top_edge_keeps_its_top_row(astronaut, astronaut_face)
     matte = landmark_matte(crop.shape, face.points)
     head = matte[: int(face.points[:, 1].min())].max(axis=0) > 0.5  # the head's columns above the brows
     matte[: int(face.points[:, 1].min()), head] = 1.0  # the hair runs on out of the picture
-    renderer = FaceRenderer(crop, face, RenderConfig(), matte=matte)
+    picture = _coordinate_picture(*crop.shape[:2])
+    renderer = FaceRenderer(picture, face, RenderConfig(mouth_fill=False), matte=matte)
     assert "top" in renderer.body.pinned_edges
     heads = np.stack([_head_pose(face, *pose) for pose in POSES])
     frames = renderer.render_batch(_targets(face, heads, 8.0), heads=heads)
-    for pose, frame in zip(POSES, frames):
-        assert np.abs(frame[0].astype(int) - crop[0].astype(int)).max() <= 1, pose
-        # and the face itself did move
-        assert np.abs(frame.astype(int) - crop.astype(int)).mean() > 1.0, pose
+    xs = np.arange(crop.shape[1])
+    centre = (head.nonzero()[0].min() + head.nonzero()[0].max()) // 2
+    middle = np.abs(xs - centre) < 0.25 * head.sum()  # the middle of the head's top
+    for pose, head_pose, frame in zip(POSES, heads, frames):
+        frame = frame.astype(np.float64)
+        stretch = _least_stretch_off_edges(frame[:, middle])["top"]
+        slid = np.median(xs[middle] - _decoded(frame)[0, middle, 0])
+        print(pose, f"stretch {stretch:.2f}, top row slid {slid:.1f} px")
+        assert stretch > 0.15, (pose, stretch)
+        # the top row moves sideways as the head does up there (its shift plus what its turn
+        # about the nose does: 4 to 20 px here), and the face below it moved too
+        top = np.array([centre, 0.0, 1.0])
+        expected = (head_pose @ top)[0] - centre
+        assert abs(slid - expected) < 0.35 * abs(expected) + 1.0, (pose, slid, expected)
+        moved = np.linalg.norm(_decoded(frame) - _decoded(picture.astype(np.float64)), axis=-1)
+        assert np.median(moved[int(face.points[:, 1].min()):int(face.points[:, 1].max()), middle]) > 3.0, pose
 
 
 def test_a_head_that_would_fold_the_neck_moves_less(astronaut, astronaut_face):

@@ -37,7 +37,7 @@ from talkanim.errors import InputError
 from talkanim.landmarks.measures import eye_centres
 from talkanim.landmarks.types import Face
 from talkanim.motion.geometry import STABLE_POINTS, fit_similarities
-from talkanim.motion.retarget import transfer_pupils
+from talkanim.motion.retarget import TEMPLES_TO_CHEEKS, transfer_pupils
 from talkanim.render.body import BodyFrame, BodyWarp
 from talkanim.render.crop import CropBox, crop_image, face_crop_box
 from talkanim.render.eyelids import EYES as EYE_POINTS, closed_eye_layer, closure
@@ -157,6 +157,26 @@ class FaceRenderer:
         targets = np.asarray(targets, np.float64).reshape(-1, 68, 2)
         return fit_similarities(np.asarray(self.face.points, np.float64)[STABLE_POINTS], targets[:, STABLE_POINTS])
 
+    def outline_heads(self, targets: np.ndarray, heads: np.ndarray) -> np.ndarray:
+        """The head poses (B, 3, 3) shifted so the head carries the targets' face outline.
+
+        A head similarity is fitted on eyes and nose; when a head turns or nods, the outline's
+        sides (temples to cheeks) slide against them, by up to a tenth of the face's width.
+        Left to the face warp, that slide shears the hair between the outline and the warp's
+        fixed ring. The hair sits on the skull whose silhouette the outline is, so the whole
+        head follows the outline's mean slide (`RenderConfig.head_follows_outline` of it) and
+        the warp moves the eyes, nose and mouth across the face instead."""
+        share = self.config.head_follows_outline
+        if share == 0.0:
+            return heads
+        inverse = np.linalg.inv(heads)
+        sides = np.asarray(targets, np.float64)[:, TEMPLES_TO_CHEEKS]
+        undone = np.einsum("nij,nkj->nki", inverse[:, :2, :2], sides) + inverse[:, None, :2, 2]
+        slide = (undone - np.asarray(self.face.points, np.float64)[TEMPLES_TO_CHEEKS]).mean(axis=1)
+        shift = np.repeat(np.eye(3)[None], len(heads), axis=0)
+        shift[:, :2, 2] = share * slide
+        return heads @ shift
+
     def expression_crop(self, targets: np.ndarray, pupils: np.ndarray | None = None,
                         heads: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The targets' expression in the portrait's own pose, in crop px at S: points (B, 68, 2)
@@ -227,7 +247,7 @@ class FaceRenderer:
             raise InputError(f"{len(heads)} head poses for {len(targets)} targets")
         # a head that would fold the neck or an edge moves less; the face warp takes the rest
         # of the way to the targets, so the face still lands where the driver's is
-        heads = self.body.limit(heads)
+        heads = self.body.limit(self.outline_heads(targets, heads))
         t_crop, p_crop = self.expression_crop(targets, pupils, heads)
         target_moving = moving_vertices(t_crop, p_crop, self._forehead)
         smap = self.warp.sample_map(target_moving)  # (B, S, S, 2)
