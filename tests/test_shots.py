@@ -221,11 +221,12 @@ def test_animate_with_a_shot_warps_open_mouthed_frames_from_it(with_a_warm_shot)
 
 def test_a_shot_with_another_white_balance_takes_the_portraits_colours(with_a_warm_shot, clip):
     """The shot's face comes in with the portrait's colours: on the frames it serves (27-32),
-    the skin's mean colour (the face without the mouth) stays within 6 levels per channel of the
-    portrait-only render (measured at most 0.9 on red, 1.6 on green, 5.2 on blue, on frame 27;
-    4.1 on blue before the driver's neutral face came from frames turned as usual, which moves
-    what the shot lends on these frames: the two pictures' faces differ in more than their white
-    balance), although the shot picture's own face is 46 levels redder and 36 less blue than the
+    the skin's mean colour (the face without the mouth) stays within 8 levels per channel of the
+    portrait-only render (measured 1.3 on red, 2.5 on green, 6.4 on blue, on frame 27; 5.2 on
+    blue before the head began to carry its face outline, and 4.1 before the driver's neutral face
+    came from frames turned as usual: each moves what the shot lends on these frames, and the two
+    pictures' faces differ in more than their white balance; with the transfer switched off it
+    read 28.7), although the shot picture's own face is 46 levels redder and 36 less blue than the
     portrait's. The mouth is left out: there
     the portrait-only render paints a cavity and teeth where the shot shows its real inside, a
     difference of content, not of colour (a darker painted cavity moved the whole face's mean by
@@ -242,7 +243,7 @@ def test_a_shot_with_another_white_balance_takes_the_portraits_colours(with_a_wa
     for k in range(27, 33):
         plain = with_a_warm_shot["plain"][k][inside].mean(axis=0)
         shot = with_a_warm_shot["shot"][k][inside].mean(axis=0)
-        assert np.abs(shot - plain).max() < 6.0, (k, shot - plain)
+        assert np.abs(shot - plain).max() < 8.0, (k, shot - plain)
 
 
 @pytest.fixture(scope="module")
