@@ -65,8 +65,10 @@ class RenderConfig:
     # Side of the square face crop as a multiple of the landmarks' bounding-box size.
     crop_scale: float = 2.2
     # Share of the face outline's slide against the eyes and nose (a head turning or nodding)
-    # that moves the whole head, hair included, instead of the face warp (renderer.outline_heads).
+    # that moves the whole head, hair included, instead of the face warp, and how far at most,
+    # in face widths (renderer.outline_heads).
     head_follows_outline: float = 1.0
+    head_follows_outline_at_most: float = 0.05
     # The warped crop is resampled at up to this many pixels per side in the original picture,
     # so a painting keeps its own fine texture instead of being upscaled from `size`.
     max_paste_side: int = 1024
