@@ -161,7 +161,7 @@ class FaceRenderer:
         """The head poses (B, 3, 3) shifted so the head carries the targets' face outline.
 
         A head similarity is fitted on eyes and nose; when a head turns or nods, the outline's
-        sides (temples to cheeks) slide against them, by up to a tenth of the face's width.
+        sides (temples to cheeks) slide against them, often by a tenth of the face's width.
         Left to the face warp, that slide shears the hair between the outline and the warp's
         fixed ring. The hair sits on the skull whose silhouette the outline is, so the whole
         head follows the outline's mean slide (`RenderConfig.head_follows_outline` of it, at
