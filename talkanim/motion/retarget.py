@@ -137,12 +137,11 @@ def _face_across(normalized: np.ndarray) -> tuple[np.ndarray, float]:
     return across / width, width
 
 
-def _outline_shift(normalized: np.ndarray) -> np.ndarray:
+def _outline_shift(normalized: np.ndarray, axis: np.ndarray, width: float) -> np.ndarray:
     """How far the face outline (its sides, from temples to cheeks) lies sideways in each
-    pose-normalized frame, along the face's own axis, in face widths from the first frame's:
-    (N,). A head turn shows here: the similarity takes out roll, scale and shift, but a turned
-    face's outline slides against its features."""
-    axis, width = _face_across(normalized)
+    pose-normalized frame, along the face axis `axis` (`_face_across`), in face widths from the
+    first frame's: (N,). A head turn shows here: the similarity takes out roll, scale and shift,
+    but a turned face's outline slides against its features."""
     sides = normalized[:, TEMPLES_TO_CHEEKS].mean(axis=1)
     return (sides - sides[0]) @ axis / width
 
@@ -156,7 +155,8 @@ def _neutral_shape(normalized: np.ndarray, valid: np.ndarray | None) -> np.ndarr
     cheek on a painting) in every frame."""
     usable = np.flatnonzero(valid) if valid is not None and np.any(valid) else np.arange(len(normalized))
     frames = normalized[usable]
-    shift = _outline_shift(frames)
+    axis, width = _face_across(frames)
+    shift = _outline_shift(frames, axis, width)
     usual = float(np.median(shift))
     turn = np.abs(shift - usual)
     alike = frames[turn <= max(POSED_ALIKE, float(turn.min()))]
@@ -164,7 +164,6 @@ def _neutral_shape(normalized: np.ndarray, valid: np.ndarray | None) -> np.ndarr
     closed = int(np.argmin(mouth_opening(frames)))
     neutral[MOUTH_AND_JAW] = frames[closed, MOUTH_AND_JAW]
     # the most closed mouth may come with another turn: its jaw goes back to the usual one
-    axis, width = _face_across(frames)
     neutral[LOWER_JAW] -= (shift[closed] - usual) * width * axis
     eyes = eye_opening(alike).mean(axis=-1)
     typical = int(np.argmin(np.abs(eyes - np.median(eyes))))

@@ -185,27 +185,29 @@ class BodyWarp:
     def _pinned(self, points: torch.Tensor, moved: torch.Tensor) -> torch.Tensor:
         """E of the module docstring: displacements `moved` (..., 2) at `points` (..., 2) with
         their part pointing away from each pinned edge, into the picture, faded out towards it."""
-        width, height = self.size
-        x, y = points[..., 0], points[..., 1]
-        for edge, band in self.edge_bands().items():
-            distance = {"left": x, "top": y, "right": width - 1 - x, "bottom": height - 1 - y}[edge]
+        for edge, fade in self._edge_fades(points):
             axis, sign = INWARD[edge]
             inward = (sign * moved[..., axis]).clamp(min=0.0)  # motion away from the edge, px
-            cut = (1.0 - _smoothstep(distance / band)) * inward
             moved = moved.clone()
-            moved[..., axis] = moved[..., axis] - sign * cut
+            moved[..., axis] = moved[..., axis] - sign * (1.0 - fade) * inward
         return moved
 
     def edge_weight(self, points: torch.Tensor) -> torch.Tensor:
         """The factor (...) that fades any motion out towards the pinned edges, at picture
         points (..., 2): 1 away from them, 0 on them."""
+        w = torch.ones_like(points[..., 0])
+        for _, fade in self._edge_fades(points):
+            w = w * fade
+        return w
+
+    def _edge_fades(self, points: torch.Tensor):
+        """(edge, fade (...)) per pinned edge at picture points (..., 2): 0 on the edge, rising
+        smoothly to 1 over its band."""
         width, height = self.size
         x, y = points[..., 0], points[..., 1]
-        w = torch.ones_like(x)
         for edge, band in self.edge_bands().items():
             distance = {"left": x, "top": y, "right": width - 1 - x, "bottom": height - 1 - y}[edge]
-            w = w * _smoothstep(distance / band)
-        return w
+            yield edge, _smoothstep(distance / band)
 
     def _apply(self, heads: np.ndarray, points: torch.Tensor, minus_identity: bool = False) -> torch.Tensor:
         """H p (or H p - p) for points (B, ..., 2), written out per coefficient: batched 2x2

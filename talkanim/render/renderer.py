@@ -55,6 +55,13 @@ RefineFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 PLATE_AFTER_PX = 1.0
 
 
+def _undo_heads(heads: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Points (B, K, 2) in the output picture taken back by each frame's head pose (B, 3, 3):
+    where they sit in the portrait's own pose."""
+    inverse = np.linalg.inv(heads)
+    return np.einsum("nij,nkj->nki", inverse[:, :2, :2], points) + inverse[:, None, :2, 2]
+
+
 class FaceRenderer:
     """Renders one source portrait under many head poses and target landmark sets."""
 
@@ -172,9 +179,7 @@ class FaceRenderer:
         share = self.config.head_follows_outline
         if share == 0.0:
             return heads
-        inverse = np.linalg.inv(heads)
-        sides = np.asarray(targets, np.float64)[:, TEMPLES_TO_CHEEKS]
-        undone = np.einsum("nij,nkj->nki", inverse[:, :2, :2], sides) + inverse[:, None, :2, 2]
+        undone = _undo_heads(heads, np.asarray(targets, np.float64)[:, TEMPLES_TO_CHEEKS])
         source = np.asarray(self.face.points, np.float64)
         slide = share * (undone - source[TEMPLES_TO_CHEEKS]).mean(axis=1)
         most = self.config.head_follows_outline_at_most * np.linalg.norm(source[16] - source[0])
@@ -190,10 +195,9 @@ class FaceRenderer:
         and pupils (B, 2, 2). This is what the face warp, the shots and a network work on."""
         targets, pupils = self._targets(targets, pupils)
         heads = self.head_poses(targets) if heads is None else np.asarray(heads, np.float64).reshape(-1, 3, 3)
-        inverse = np.linalg.inv(heads)
-        undo = lambda pts: np.einsum("nij,nkj->nki", inverse[:, :2, :2], pts) + inverse[:, None, :2, 2]  # noqa: E731
         s = self.size
-        return self.crop_box.to_crop(undo(targets), s), self.crop_box.to_crop(undo(pupils), s)
+        return (self.crop_box.to_crop(_undo_heads(heads, targets), s),
+                self.crop_box.to_crop(_undo_heads(heads, pupils), s))
 
     # ------------------------------------------------------------------ public API
     @torch.inference_mode()
