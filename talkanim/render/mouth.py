@@ -39,8 +39,11 @@ OUTER = np.arange(48, 60)
 ERODE = 0.0
 FEATHER = 0.8
 MIN_EXCESS = 0.5  # px: a frame whose target gap never exceeds the source's by this is untouched
-# Source opening (inner gap / mouth width) above which the source shows its own interior and no
-# teeth are synthesized (its real ones are carried by the top/bottom bands).
+# Source openings (inner gap / mouth width) over which synthesized teeth give way to the source's
+# own interior (its real teeth are carried by the top/bottom bands): the shared portraits show a
+# dark slit up to ~0.045 and often teeth from there on. The opening cannot tell on its own (a
+# lighter-than-lips interior could not either: glossy closed lips are lighter still).
+OWN_INTERIOR_FROM = 0.035
 OWN_INTERIOR = 0.05
 TEETH_FROM = 0.04  # opening (gap / mouth width) where synthesized upper teeth start to show
 TEETH_SHARE = 0.55  # at most this share of the gap is teeth (the rest: the dark cavity)
@@ -138,8 +141,10 @@ class MouthFiller:
         white = np.array([0.96, 0.93, 0.86]) * min(1.0, 1.3 * max(bright, 0.4))
         self.teeth = np.clip(0.85 * white + 0.15 * skin, 0.0, 1.0)
         self.top_share = self._split(pts)
-        # synthesize teeth only when the source shows no interior of its own
-        self.synth_teeth = float(np.clip((OWN_INTERIOR - self.source_opening) / (OWN_INTERIOR - 0.02), 0.0, 1.0))
+        # synthesize teeth only when the source shows no interior of its own; in between, shorter
+        # ones (fading them instead gave grey teeth: white blended into the dark cavity)
+        self.synth_teeth = float(np.clip((OWN_INTERIOR - self.source_opening) / (OWN_INTERIOR - OWN_INTERIOR_FROM),
+                                         0.0, 1.0))
         # lower teeth hint too when the source's own interior shows none (it all rides up)
         self.synth_lower = max(self.synth_teeth, float(self.top_share > 0.8))
 
@@ -258,7 +263,7 @@ class MouthFiller:
         ratio = (g_t / lt[:, None]).clamp_min(0.0)  # opening at this column, / mouth width
         # lips just apart show a dark slit; teeth come in as the mouth opens further (from
         # TEETH_FROM of its width), never filling more than TEETH_SHARE of the gap
-        teeth_h = torch.minimum(TEETH_SHARE * g_t, TEETH_MAX * lt[:, None])
+        teeth_h = torch.minimum(TEETH_SHARE * g_t, TEETH_MAX * lt[:, None]) * self.synth_teeth
         # separate teeth: a notch at each gap between two teeth shortens the band there (the
         # incisal edge is scalloped) and a thin dark seam runs up from it
         gap_px = (a / lt[:, None] - 0.5)[..., None] - torch.tensor(TOOTH_GAPS, dtype=a.dtype)  # (B, N, G)
@@ -267,7 +272,7 @@ class MouthFiller:
         seam = torch.exp(-0.5 * (gap_px / 0.6) ** 2) * _smooth(dc / teeth_h.clamp_min(1e-3) + 0.2)
         teeth_h = teeth_h * (1 - 0.10 * notch)
         upper = (1 - _smooth((dc - teeth_h + 0.5) / 1.0)) * (1 - r ** 3).clamp_min(0.0) ** 0.7
-        upper = upper * _smooth((ratio - TEETH_FROM) / 0.08) * 0.85 * self.synth_teeth
+        upper = upper * _smooth((ratio - TEETH_FROM) / 0.08) * 0.85 * min(1.0, self.synth_teeth / 0.2)
         lower_h = 0.12 * g_t
         lower = (1 - _smooth((e - bottom - lower_h + 0.5) / 1.0)) * (1 - (1.35 * r).clamp(max=1.0) ** 2)
         lower = lower * _smooth((ratio - 0.22) / 0.15) * 0.45 * self.synth_lower
