@@ -55,6 +55,21 @@ class MotionConfig:
     # (1: the single nearest). Three beat one on held-out clips (T = 8: mouth SSIM 0.718 ->
     # 0.738); more gain little and soften the face (see talkanim/motion/shots.py).
     shot_blend: int = 3
+    # A driver turning far (towards a profile) squeezes one half of the face, nose tip to
+    # outline, across; a 2D warp folds where it would pass the outline (the nose crossing the
+    # cheek: a torn face). The across-the-face part of such frames' expression is scaled down so
+    # neither half narrows below this share of the portrait's own (motion.retarget.limit_turn).
+    narrowest_half: float = 0.4
+    # The tracker losing the driver's face this long (seconds) splits the driver like a camera
+    # cut: the portrait rests in its own pose meanwhile (motion.retarget._spans).
+    lost_for_s: float = 0.5
+    # How far the head may travel from its place in the portrait, in face widths, and grow or
+    # shrink (a factor): followed fully up to the first number, then ever less, never past the
+    # second. Drivers talking in place move the head up to 0.27 face widths and scale it by
+    # 0.93-1.11; a singer walking about a wide shot moved it 1.5 and zoomed 0.66, and the
+    # portrait's head left its body (motion.retarget.limit_travel).
+    head_travel: tuple[float, float] = (0.3, 0.45)
+    head_scale: tuple[float, float] = (1.15, 1.3)
 
 
 @dataclass

@@ -132,7 +132,8 @@ def test_each_camera_shot_is_retargeted_from_its_own_start(face):
     _, second = _driver_with_head_motion(face, apply_transform(similarity(0, 2.0, -100, -80), other_person(face)))
     frames = np.concatenate([first, second])
     size = lambda pts: float(np.linalg.norm(pts[16] - pts[0]))  # noqa: E731 - face width
-    whole = retarget(face, track_of(frames), MotionConfig())
+    unlimited = MotionConfig(head_travel=(100.0, 200.0), head_scale=(100.0, 200.0))
+    whole = retarget(face, track_of(frames), unlimited)
     assert size(whole.points[6]) / size(face.points) > 1.5  # the close-up doubled the portrait
     cut = replace(track_of(frames), cuts=(6,))
     per_shot = retarget(face, cut, MotionConfig())
@@ -176,7 +177,8 @@ def test_expression_transfers_through_head_motion(face):
     d = other_person(face)
     opened = d.copy()
     opened[[56, 57, 58, 65, 66, 67]] += (0.0, 10.0)
-    q = similarity(0.25, 1.0, 10, 0)
+    c = d.mean(axis=0)  # a turn about the face, not about the picture's corner (the head stays on its body)
+    q = similarity(0, 1.0, *(c + (10, 0))) @ similarity(0.25, 1.0, 0, 0) @ similarity(0, 1.0, *-c)
     frames = np.stack([d, apply_transform(q, opened)])
     rel = retarget(face, track_of(frames), MotionConfig())
     still = retarget(face, track_of(np.stack([d, opened])), MotionConfig())
@@ -253,6 +255,84 @@ def test_a_driver_that_closes_its_mouth_only_when_turned_does_not_tear_the_cheek
     steps = _outline_steps(face, retarget(face, track_of(frames), MotionConfig()))
     print("largest step along the outline per frame, face widths:", steps.round(3))
     assert steps.max() < 0.02, steps
+
+
+def _halves(points: np.ndarray, face: Face) -> np.ndarray:
+    """Nose tip to each side of the outline (temples to cheeks) along the portrait's face axis,
+    in the head's own frame of each target: (N, 2) px."""
+    axis = (face.points[16] - face.points[0]) / np.linalg.norm(face.points[16] - face.points[0])
+    nose = points[..., 30, :] @ axis
+    return np.stack([nose - points[..., 0:4, :].mean(-2) @ axis, points[..., 13:17, :].mean(-2) @ axis - nose], -1)
+
+
+def test_a_driver_turning_to_a_profile_never_folds_the_face(face):
+    """A driver turning away: its features slide sideways between the sides of its outline, 0.2
+    to 0.7 of its face width, the mouth opening as it goes. Followed fully, the portrait's
+    nose would pass its own cheek (measured: that half at 0.15 of its own width, then -0.48:
+    the warp folds the face over itself). Each half now keeps at least 0.4 of its own width,
+    the turns short of that are followed as they are, and the mouth still opens as far."""
+    rest = face.points.astype(np.float64)
+    width = np.linalg.norm(rest[16] - rest[0])
+    frames = [rest] * 5  # facing on as it mostly does: its neutral face
+    for k, slide in enumerate((0.2, 0.4, 0.7)):
+        turned = rest.copy()
+        turned[17:] += (slide * width, 0.0)
+        turned[np.r_[56:59, 65:68], 1] += 0.02 * (k + 1) * width
+        frames.append(turned)
+    out = retarget(face, track_of(np.stack(frames)), MotionConfig())
+    posed = np.stack([apply_transform(invert(h), p.astype(np.float64)) for h, p in zip(out.heads, out.points)])
+    share = _halves(posed, face) / _halves(face.points.astype(np.float64), face)
+    print("halves' share of the portrait's own per frame:", share.round(3).tolist())
+    assert share.min() >= 0.4 - 1e-6
+    np.testing.assert_allclose(share[:5], 1.0, atol=1e-6)
+    assert share[5].min() == pytest.approx(0.6, abs=0.03)  # 0.2 of the width: followed as it is
+    assert share[6:].min(axis=1) == pytest.approx(0.4, abs=1e-6)
+    gap = lambda p: float(np.mean(p[[65, 66, 67], 1] - p[[63, 62, 61], 1]))  # noqa: E731
+    for k in range(3):
+        assert gap(posed[5 + k]) - gap(face.points) == pytest.approx(0.02 * (k + 1) * width, rel=0.1)
+
+
+def test_a_driver_lost_for_a_while_leaves_the_portrait_at_rest(face):
+    """The tracker loses the driver for a second (its frames hold the last face seen, here a
+    face turned far away) and finds it again after the camera pulled back to half the size.
+    While it is lost, the portrait rests in its own pose; found again, it is measured from
+    where it was found, as after a cut, so the portrait keeps its size. A loss shorter than
+    `lost_for_s` is held through as before."""
+    rest = apply_transform(similarity(0.05, 0.9, 10, 5), face.points.astype(np.float64))
+    width = np.linalg.norm(rest[16] - rest[0])
+    talking = rest.copy()
+    talking[np.r_[56:59, 65:68], 1] += 0.05 * width
+    away = rest.copy()
+    away[17:] += (0.5 * width, 0.0)
+    far = apply_transform(similarity(0.0, 0.5, 200, 100), rest)
+    frames = np.stack([rest, talking] * 3 + [away] * 25 + [far, far, far])
+    valid = np.ones(len(frames), bool)
+    valid[6:31] = False
+    track = replace(track_of(frames), valid=valid)
+    out = retarget(face, track, MotionConfig())
+    size = lambda pts: float(np.linalg.norm(pts[16] - pts[0]))  # noqa: E731
+    np.testing.assert_allclose(out.points[6:31], np.repeat(face.points[None], 25, 0), atol=1e-3)
+    assert size(out.points[-1]) / size(face.points) == pytest.approx(1.0, abs=1e-3)
+    held = retarget(face, track, MotionConfig(lost_for_s=2.0))  # 25 frames at 25 fps: held through
+    assert size(held.points[-1]) / size(face.points) < 0.8
+
+
+def test_a_driver_walking_about_keeps_the_head_on_its_body(face):
+    """A driver moving 0.2, 1 and 2 of its face widths across the frame and shrinking to half
+    its size (a singer walking about a wide shot): the portrait's head follows 0.2 as it is,
+    never travels more than 0.45 of its face width, and never shrinks past 1 / 1.3."""
+    rest = face.points.astype(np.float64)
+    width = np.linalg.norm(rest[16] - rest[0])
+    moves = [similarity(0, 1, 0, 0), similarity(0, 1, 0.2 * width, 0), similarity(0, 1, width, 0),
+             similarity(0, 0.5, 2 * width, 0)]
+    out = retarget(face, track_of(np.stack([apply_transform(q, rest) for q in moves])), MotionConfig())
+    centre = rest.mean(axis=0)
+    travel = np.linalg.norm(out.points.mean(axis=1) - centre, axis=1) / width
+    scale = np.sqrt(np.abs(np.linalg.det(out.heads[:, :2, :2])))
+    print("travel, face widths:", travel.round(3).tolist(), "scale:", scale.round(3).tolist())
+    assert travel[1] == pytest.approx(0.2, abs=1e-3)
+    assert travel.max() <= 0.45 + 1e-6 and travel[2] > 0.35
+    assert scale.min() >= 1 / 1.3 - 1e-6
 
 
 @pytest.mark.shared_data

@@ -23,6 +23,13 @@ one shot at a time, each with its own references, unless `driver_ref` is set: ac
 the face may be framed anew or be someone else, and measuring it against the first shot's
 reference would jump the portrait's head (a close-up after a wide shot: twice the size) and
 leak the new face's shape into the expression. At a cut the portrait returns to its own pose.
+A run of frames where the tracker lost the face (`MotionConfig.lost_for_s` or longer) splits
+the driver the same way, and the portrait rests in its own pose while the face is lost.
+
+Limits (bad drivers): a turn towards a profile is followed until either half of the face, nose
+tip to outline, narrows to `MotionConfig.narrowest_half` of the portrait's (`limit_turn`: past
+it a 2D warp folds the face); the head travels and grows or shrinks only so far from its place
+(`limit_travel`: a painting's head has a body below it).
 
 Pupils: the driver's pupil is expressed in its eye's own frame (origin at the eye's corner
 midpoint, x along the corner-to-corner axis, unit = eye width) and placed at the same spot of
@@ -48,6 +55,8 @@ MOUTH_AND_JAW = np.r_[LOWER_JAW, MOUTH]  # the jaw follows the mouth when it ope
 EYES_AND_BROWS = np.r_[17:27, 36:48]
 JAW = np.arange(0, 17)
 TEMPLES_TO_CHEEKS = np.r_[0:4, 13:17]  # the outline above the jaw's corners: it turns, it does not open
+NOSE_TIP = 30
+MEASURABLE_HALF = 0.1  # a face half narrower than this share of the face width is not limited
 # Frames whose outline lies within this many face widths of the usual (median) one count as posed
 # alike (a head turned by a few degrees; on face_3 the shift changes by a median 0.005 from one
 # frame to the next).
@@ -180,7 +189,7 @@ def retarget(source: Face, driver: LandmarkTrack, config: MotionConfig | None = 
     already held by the tracker and are used as they are.
     """
     config = config or MotionConfig()
-    shots = driver.camera_shots()
+    shots = _spans(driver, round(config.lost_for_s * driver.fps))
     if config.driver_ref is not None or len(shots) == 1:
         return _retarget_shot(source, driver, config)
 
@@ -194,6 +203,25 @@ def retarget(source: Face, driver: LandmarkTrack, config: MotionConfig | None = 
     return MotionTrack(points=np.concatenate([p.points for p in parts]),
                        pupils=np.concatenate([p.pupils for p in parts]),
                        heads=np.concatenate([p.heads for p in parts]))
+
+
+def _spans(driver: LandmarkTrack, lost_for: int) -> list[range]:
+    """The driver's camera shots, each further split around every run of at least `lost_for`
+    frames (and at least 2) where the tracker lost the face: such a run is a span of its own.
+    Its frames hold the last points seen, often a face turning away mid-word; retargeted on
+    their own they move nothing, so the portrait rests in its own pose, and a face found again
+    after the camera zoomed or the person moved is measured from where it is found, as after a
+    cut (the Mona Lisa driven by a singer lost for 2 s: without this she held a face torn by
+    his turn away for those 2 s, then shrank as the camera had pulled back)."""
+    lost_for = max(int(lost_for), 2)
+    spans = []
+    for shot in driver.camera_shots():
+        valid = np.asarray(driver.valid[shot.start:shot.stop], bool)
+        edges = np.flatnonzero(np.diff(np.r_[True, valid, True].astype(np.int8))) + shot.start  # lost runs' ends
+        cuts = [edge for a, b in zip(edges[::2], edges[1::2]) if b - a >= lost_for for edge in (a, b)]
+        bounds = [shot.start, *[c for c in cuts if shot.start < c < shot.stop], shot.stop]
+        spans += [range(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+    return spans
 
 
 def _retarget_shot(source: Face, driver: LandmarkTrack, config: MotionConfig) -> MotionTrack:
@@ -235,13 +263,75 @@ def _retarget_shot(source: Face, driver: LandmarkTrack, config: MotionConfig) ->
         ratio = _mouth_width(src) / max(_mouth_width(ref_in_src), 1e-6)
         delta_src[:, MOUTH] *= float(np.clip(ratio, 0.8, 1.25))
         base = _eyelids(src[None] + delta_src, src, normalized, neutral, driver.valid)
+        base = limit_turn(base, src, config.narrowest_half)
         heads = m[None] @ q @ m_inv[None] if config.head_motion else np.broadcast_to(np.eye(3), (n, 3, 3))
+        heads = limit_travel(heads, src, config.head_travel, config.head_scale)
         target = np.einsum("nij,nkj->nki", heads[:, :2, :2], base) + heads[:, None, :2, 2]
     else:
         raise InputError(f"unknown motion mode {config.mode!r} (relative or absolute)")
 
     pupils = transfer_pupils(pts, driver.pupils, target)
     return MotionTrack(points=target.astype(np.float32), pupils=pupils, heads=np.array(heads, np.float64))
+
+
+def _face_halves(points: np.ndarray, axis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Widths of the face's two halves along `axis`: nose tip to the outline's side (temples to
+    cheeks) on the side of point 0, and on the side of point 16. (...,) each."""
+    nose = points[..., NOSE_TIP, :] @ axis
+    return (nose - points[..., TEMPLES_TO_CHEEKS[:4], :].mean(axis=-2) @ axis,
+            points[..., TEMPLES_TO_CHEEKS[4:], :].mean(axis=-2) @ axis - nose)
+
+
+def limit_turn(targets: np.ndarray, source: np.ndarray, narrowest: float) -> np.ndarray:
+    """Targets (N, 68, 2) in the source's pose whose face half (`_face_halves`) would narrow below
+    `narrowest` of the source's own get the across-the-face part of their offset from the source
+    scaled down until it does not; the rest of the offset (mouth opening, blinks, nods) is kept.
+
+    A driver turned towards a profile squeezes one half of the face; held on to, the portrait's
+    nose crosses its own outline and the warp folds the face over itself (the Mona Lisa driven
+    by a singer turning from the camera: halves at -0.55 of hers, the face torn in two).
+    The halves are linear in the offset, so one scale per frame lands the narrower on the limit.
+    """
+    targets = np.asarray(targets, np.float64)
+    across = source[JAW[-1]] - source[JAW[0]]
+    width = max(float(np.linalg.norm(across)), 1e-6)
+    axis = across / width
+    own = np.stack(_face_halves(source, axis))  # (2,)
+    # a portrait seen in profile has its nose at or past one side of its outline already: that
+    # half has no width of its own to keep (s10: -0.05 of its face width)
+    judged = own > MEASURABLE_HALF * width
+    ratios = np.stack(_face_halves(targets, axis), axis=-1) / np.maximum(own, 1e-6)  # (N, 2)
+    squeeze = np.where(judged, ratios, 1.0).min(axis=-1)  # (N,)
+    scale = np.where(squeeze < narrowest, (1.0 - narrowest) / np.maximum(1.0 - squeeze, 1e-6), 1.0)
+    offset = targets - source
+    sideways = (offset @ axis)[..., None] * axis
+    return targets - (1.0 - scale)[:, None, None] * sideways
+
+
+def _knee(x: np.ndarray, follow: float, most: float) -> np.ndarray:
+    """x (>= 0) kept up to `follow`, then eased towards `most`, never past it."""
+    over = np.maximum(x - follow, 0.0)
+    return np.minimum(x, follow) + (most - follow) * np.tanh(over / max(most - follow, 1e-9))
+
+
+def limit_travel(heads: np.ndarray, source: np.ndarray, travel: tuple[float, float],
+                 scale: tuple[float, float]) -> np.ndarray:
+    """Head poses (N, 3, 3) whose face (the centre of `source`'s landmarks) travels further than
+    `travel[0]` face widths from its place, or grows or shrinks by more than `scale[0]`, eased
+    so that it never passes `travel[1]` or `scale[1]` (`_knee`); the rotation is kept. The head
+    of a painting has a body below it: it can lean and turn, not walk out of the picture."""
+    heads = np.array(heads, np.float64)
+    centre = source.mean(axis=0)
+    width = max(float(np.linalg.norm(source[JAW[-1]] - source[JAW[0]])), 1e-6)
+    size = np.sqrt(np.abs(np.linalg.det(heads[:, :2, :2])))
+    log_size = np.log(np.maximum(size, 1e-6))
+    eased = np.sign(log_size) * _knee(np.abs(log_size), np.log(scale[0]), np.log(scale[1]))
+    heads[:, :2, :2] *= (np.exp(eased) / np.maximum(size, 1e-6))[:, None, None]
+    moved = heads[:, :2, :2] @ centre + heads[:, :2, 2] - centre  # (N, 2): where the centre goes
+    far = np.linalg.norm(moved, axis=1) / width
+    keep = _knee(far, *travel) / np.maximum(far, 1e-9)
+    heads[:, :2, 2] -= moved * (1.0 - keep)[:, None]
+    return heads
 
 
 def _lid_gaps(points: np.ndarray) -> np.ndarray:
