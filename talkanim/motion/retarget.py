@@ -138,19 +138,19 @@ def transfer_pupils(driver_points: np.ndarray, driver_pupils: np.ndarray | None,
     return out.astype(np.float32)
 
 
-def _face_across(normalized: np.ndarray) -> tuple[np.ndarray, float]:
-    """The first frame's face axis from outline end to outline end (jaw 0 -> 16): unit vector
-    and length (the face width)."""
-    across = normalized[0, JAW[-1]] - normalized[0, JAW[0]]
+def _face_across(points: np.ndarray) -> tuple[np.ndarray, float]:
+    """A face's axis from outline end to outline end (jaw 0 -> 16) of points (68, 2): unit
+    vector and length (the face width)."""
+    across = points[JAW[-1]] - points[JAW[0]]
     width = max(float(np.linalg.norm(across)), 1e-6)
     return across / width, width
 
 
 def _outline_shift(normalized: np.ndarray, axis: np.ndarray, width: float) -> np.ndarray:
     """How far the face outline (its sides, from temples to cheeks) lies sideways in each
-    pose-normalized frame, along the face axis `axis` (`_face_across`), in face widths from the
-    first frame's: (N,). A head turn shows here: the similarity takes out roll, scale and shift,
-    but a turned face's outline slides against its features."""
+    pose-normalized frame, along the face axis `axis` (`_face_across` of the first frame), in
+    face widths from the first frame's: (N,). A head turn shows here: the similarity takes out
+    roll, scale and shift, but a turned face's outline slides against its features."""
     sides = normalized[:, TEMPLES_TO_CHEEKS].mean(axis=1)
     return (sides - sides[0]) @ axis / width
 
@@ -164,7 +164,7 @@ def _neutral_shape(normalized: np.ndarray, valid: np.ndarray | None) -> np.ndarr
     cheek on a painting) in every frame."""
     usable = np.flatnonzero(valid) if valid is not None and np.any(valid) else np.arange(len(normalized))
     frames = normalized[usable]
-    axis, width = _face_across(frames)
+    axis, width = _face_across(frames[0])
     shift = _outline_shift(frames, axis, width)
     usual = float(np.median(shift))
     turn = np.abs(shift - usual)
@@ -293,9 +293,7 @@ def limit_turn(targets: np.ndarray, source: np.ndarray, narrowest: float) -> np.
     The halves are linear in the offset, so one scale per frame lands the narrower on the limit.
     """
     targets = np.asarray(targets, np.float64)
-    across = source[JAW[-1]] - source[JAW[0]]
-    width = max(float(np.linalg.norm(across)), 1e-6)
-    axis = across / width
+    axis, width = _face_across(source)
     own = np.stack(_face_halves(source, axis))  # (2,)
     # a portrait seen in profile has its nose at or past one side of its outline already: that
     # half has no width of its own to keep (s10: -0.05 of its face width)
@@ -322,7 +320,7 @@ def limit_travel(heads: np.ndarray, source: np.ndarray, travel: tuple[float, flo
     of a painting has a body below it: it can lean and turn, not walk out of the picture."""
     heads = np.array(heads, np.float64)
     centre = source.mean(axis=0)
-    width = max(float(np.linalg.norm(source[JAW[-1]] - source[JAW[0]])), 1e-6)
+    _, width = _face_across(source)
     size = np.sqrt(np.abs(np.linalg.det(heads[:, :2, :2])))
     log_size = np.log(np.maximum(size, 1e-6))
     eased = np.sign(log_size) * _knee(np.abs(log_size), np.log(scale[0]), np.log(scale[1]))
