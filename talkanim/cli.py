@@ -39,7 +39,7 @@ EXIT_TERMINATED = 143
 STAGE_LABELS = {
     "track": "tracking driver", "finetune": "fine-tuning", "render": "rendering", "batch": "portraits",
     "self": "self-reenactment", "cross": "cross-reenactment", "prepare": "videos", "train": "training",
-    "speech": "reading speech", "lipsync": "lip-sync clips",
+    "speech": "reading speech", "lipsync": "lip-sync clips", "fold": "folds",
 }
 
 
@@ -503,7 +503,7 @@ def prepare_speech_command(
     out_dir: Annotated[Path, typer.Option("--output", "-o", help="Dataset folder (clips.safetensors + manifest.json).")],
     licences: Annotated[Optional[Path], typer.Option("--licences", help="A MANIFEST.tsv with path and license columns: clips whose licence may not train shipped weights go to the test split.")] = None,
     train_licence: Annotated[Optional[list[str]], typer.Option("--train-licence", help="A licence that may train (repeatable). [default: MIT, Apache-2.0, CC-BY-4.0]")] = None,
-    landmarks: Annotated[str, typer.Option("--landmarks", help="Landmark backend of the mouth targets: dlib, fan, auto.")] = "dlib",
+    landmarks: Annotated[str, typer.Option("--landmarks", help="Landmark backend of the mouth targets: dlib (the shipped weights'), auto (= mesh), mesh, fan.")] = "dlib",
     cache: Annotated[Path, typer.Option("--cache", help="Folder caching the clips' landmark tracks.")] = Path("runs/tracks"),
     val_fraction: Annotated[float, typer.Option("--val-fraction", min=0.0, max=0.9, help="Share of the trainable people held out for validation.")] = 0.2,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the train/validation split.")] = 0,
@@ -517,7 +517,7 @@ def prepare_speech_command(
     """
     from talkanim.speech.dataset import TRAIN_LICENCES, prepare_speech_dataset
 
-    _choice("--landmarks", landmarks, ("auto", "fan", "dlib"))
+    _choice("--landmarks", landmarks, ("auto", "mesh", "dlib", "fan"))
     with _command(quiet, debug) as ui:
         report = prepare_speech_dataset(
             videos, out_dir, backend=landmarks, cache_dir=cache, licences=licences,
@@ -544,7 +544,8 @@ def train_speech_command(
     coefs: Annotated[int, typer.Option("--coefs", min=1, max=32, help="PCA components of the mouth shape.")] = SpeechTrainConfig.coefs,
     channels: Annotated[int, typer.Option("--channels", min=4, help="Width of the network.")] = SpeechTrainConfig.channels,
     lr: Annotated[float, typer.Option("--lr", min=0.0, help="Peak learning rate (one-cycle schedule).")] = SpeechTrainConfig.lr,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of initialisation and sampling.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of initialisation, sampling and the folds.")] = 0,
+    folds: Annotated[Optional[int], typer.Option("--folds", min=2, help="Instead: person-level K-fold cross-validation over the train and validation people (writes cross_validation.json, no weights).")] = None,
     json_out: Json = False,
     quiet: Quiet = False,
     debug: Debug = False,
@@ -559,6 +560,9 @@ def train_speech_command(
     from talkanim.speech.train import train_speech
 
     config = SpeechTrainConfig(steps=steps, coefs=coefs, channels=channels, lr=lr, seed=seed)
+    if folds is not None:
+        _cross_validate_speech(dataset, out_dir, config, folds, json_out, quiet, debug)
+        return
     with _command(quiet, debug) as ui:
         torch.set_num_threads(max(1, torch.get_num_threads()))
         result = train_speech(
@@ -574,6 +578,32 @@ def train_speech_command(
         else:
             ui.log(f"wrote {result.weights}; validation r: learned {summary['val']['learned']}, loudness "
                    f"{summary['val']['loudness']}; default mouth: {result.default}")
+
+
+def _cross_validate_speech(dataset: Path, out_dir: Path, config: SpeechTrainConfig, folds: int,
+                           json_out: bool, quiet: bool, debug: bool) -> None:
+    """`train-speech --folds K`: RUN/cross_validation.json and a one-line verdict."""
+    from talkanim import api
+    from talkanim.evaluate.report import write_json
+    from talkanim.speech.train import cross_validate
+
+    with _command(quiet, debug) as ui:
+        api.ensure_writable_dir(out_dir)
+        result = cross_validate(dataset, config, folds, progress=lambda k, total, _: ui.progress("fold", k, total))
+        ui.finish()
+        write_json(out_dir / "cross_validation.json", result)
+        summary = result["summary"]
+        verdict = {"folds": folds, "clips": summary["learned"]["clips"],
+                   **{f"{method}_{key}": summary[method][key] for method in ("learned", "loudness")
+                      for key in ("r", "closure")},
+                   "learned_better_r": summary["versus"]["r"]["better_clips"]}
+        if json_out:
+            _print_json(verdict)
+        else:
+            ui.log(f"wrote {out_dir / 'cross_validation.json'}: {verdict['clips']} held-out clips in {folds} folds; "
+                   f"mouth-opening r learned {verdict['learned_r']:.3f}, loudness {verdict['loudness_r']:.3f} "
+                   f"(learned better on {verdict['learned_better_r']}); bilabial closures {verdict['learned_closure']:.2f} "
+                   f"vs {verdict['loudness_closure']:.2f}")
 
 
 # -- helpers --------------------------------------------------------------------------------

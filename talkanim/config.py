@@ -182,5 +182,9 @@ class SpeechTrainConfig:
     eval_every: int = 100  # steps between checks on the validation people (the best check is kept)
     augment: bool = True  # random channel colouring of the features (recordings differ)
     noisy_copies: int = 2  # extra copies of each training clip over noise or a music-like bed
-    equalize_coefs: bool = True  # loss: each mouth component in units of its spread (else landmark distance)
+    # loss: each mouth component in units of its own spread (True, the shipped weights), or all in
+    # one unit, landmark distance, where jaw and lip opening weigh most (False). `train-speech
+    # --folds 4 --steps 800`, mouth-opening r: on dlib targets (the default) True 0.299, False
+    # 0.267; on mesh targets True 0.311, False 0.340 and 0.319 (two seeds). See MODEL_CARD.md.
+    equalize_coefs: bool = True
     seed: int = 0

@@ -196,3 +196,21 @@ def test_mouth_follows_the_syllables_in_sync(model, tmp_path, which):
     opening = mouth_opening(track.points)
     assert abs(best_lag(opening, syllables)) <= 1
     assert pearson(opening, syllables) > 0.5
+
+
+def test_lipsync_reference_is_tracked_as_the_weights_targets_were(model, tmp_path, example_driver):
+    """`evaluate --lipsync` tracks the reference mouths with the backend the weights were trained
+    on (a mesh and dlib place the inner lips differently), unless told otherwise."""
+    from dataclasses import replace
+
+    from talkanim.evaluate.lipsync import evaluate_lipsync
+
+    assert model.info["backend"] == "dlib"  # the shipped weights' targets
+    mesh_trained = tmp_path / "mesh.safetensors"
+    replace(model, info={**model.info, "backend": "mesh"}).save(mesh_trained)
+    for weights, told, expected in ((None, None, "dlib"), (mesh_trained, None, "mesh"), (mesh_trained, "dlib", "dlib")):
+        report = evaluate_lipsync([example_driver], tmp_path / f"report-{expected}-{told}", weights=weights,
+                                  backend=told, cache_dir=tmp_path / "tracks")
+        assert report.results["config"]["backend"] == expected
+        assert f"landmarks: {expected}" in report.report_md.read_text()
+        assert (tmp_path / "tracks" / expected).is_dir()  # tracked with it, not just labelled

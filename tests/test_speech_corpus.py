@@ -76,3 +76,22 @@ def test_lipsync_protocol_on_a_held_out_clip(data_dir, tmp_path):
     grid = results["clips"][0]["scores"]
     assert grid["learned"]["r"] > 0.4 and abs(grid["learned"]["lag"]) <= 2
     assert "| learned |" in (tmp_path / "lipsync" / "report.md").read_text()
+
+
+def test_cross_validation_holds_out_every_person_once(dataset, tmp_path):
+    run = tmp_path / "cv"
+    proc = run_cli("train-speech", dataset, "-o", run, "--folds", "2", "--steps", "20", "--json", "-q")
+    assert proc.returncode == 0, proc.stderr.decode()
+    verdict = json.loads(proc.stdout)
+    result = json.loads((run / "cross_validation.json").read_text())
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    trainable = [c for c in manifest["clips"] if c["split"] in ("train", "val")]
+    people = {c["person"] for c in trainable}
+    folds = result["people"]
+    assert len(folds) == 2 and sorted(p for f in folds for p in f["val"]) == sorted(people)  # each held out once
+    assert all(not set(f["train"]) & set(f["val"]) and set(f["train"]) | set(f["val"]) == people for f in folds)
+    assert sorted(c["clip"] for c in result["clips"]) == sorted(c["name"] for c in trainable)  # no test clip
+    assert verdict["clips"] == len(trainable) and {"learned_r", "loudness_r"} <= set(verdict)
+    assert not (run / "speech.safetensors").exists()  # scores only
+    proc = run_cli("train-speech", dataset, "-o", run, "--folds", "9", "--steps", "20", "-q")
+    assert proc.returncode == 2 and b"--folds must be between 2" in proc.stderr

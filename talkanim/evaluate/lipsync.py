@@ -173,11 +173,13 @@ class LipsyncReport:
 Progress = Callable[[str, int, "int | None"], None]
 
 
-def evaluate_lipsync(videos: list[Path], out_dir: Path, *, weights: Path | None = None, backend: str = "dlib",
+def evaluate_lipsync(videos: list[Path], out_dir: Path, *, weights: Path | None = None, backend: str | None = None,
                      cache_dir: Path | None = None, progress: Progress | None = None,
                      log: Callable[[str], None] | None = None) -> LipsyncReport:
     """Score the speech -> mouth models (learned, loudness baseline) on clips' own audio; write
-    report.md and results.json in `out_dir`. A clip that cannot be used is listed and skipped."""
+    report.md and results.json in `out_dir`. A clip that cannot be used is listed and skipped.
+    `backend`: the landmarks that track the reference mouths; None: those the weights' targets
+    were tracked with (a mesh and dlib place the inner lips differently)."""
     from talkanim.errors import InputError
     from talkanim.evaluate import report as R
     from talkanim.speech.clips import cached_tracker, load_clip
@@ -185,6 +187,7 @@ def evaluate_lipsync(videos: list[Path], out_dir: Path, *, weights: Path | None 
 
     started = time.perf_counter()
     model = speech_model(weights)
+    backend = backend or model.info.get("backend") or "dlib"  # weights from before it was recorded: dlib
     tracker = cached_tracker(backend, cache_dir)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
