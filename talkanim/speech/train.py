@@ -211,16 +211,17 @@ def cross_validate(dataset: Path, config: SpeechTrainConfig | None = None, folds
     """
     config = config or SpeechTrainConfig()
     manifest, raw = load_speech_dataset(dataset)
-    people = sorted({e["person"] for e in manifest["clips"] if e["split"] in ("train", "val")})
+    kept = [(c, e) for c, e in zip(raw, manifest["clips"]) if e["split"] in ("train", "val")]
+    clips = [c for c, _ in kept]
+    people = sorted({e["person"] for _, e in kept})
     if not 2 <= folds <= len(people):
         raise InputError(f"--folds must be between 2 and the {len(people)} train and validation people, got {folds}")
     fold_of = {p: i % folds for i, p in enumerate(np.random.default_rng(config.seed).permutation(people))}
     one_check = replace(config, eval_every=config.steps + 1)  # the last step only
-    kept = [(c, e) for c, e in zip(raw, manifest["clips"]) if e["split"] in ("train", "val")]
     rows, splits = [], []
     for k in range(folds):
         entries = [{**e, "split": "val" if fold_of[e["person"]] == k else "train"} for _, e in kept]
-        fold = _fit(entries, [c for c, _ in kept], one_check, log=log)
+        fold = _fit(entries, clips, one_check, log=log)
         rows += [{**row, "fold": k} for row in fold.scored["val"]]
         splits.append({split: sorted({e["person"] for e in entries if e["split"] == split}) for split in ("train", "val")})
         if progress:
