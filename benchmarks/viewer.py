@@ -51,6 +51,8 @@ COLUMNS = (
     ("csim_source", "CSIM to portrait", "{:.3f}", "(info)", None),
     # the retargeted landmarks' own gain: what the renderer is asked for, before rendering
     ("target_mouth_gain", "target mouth gain", "{:.2f}", "(info)", None),
+    # the same gain read by dlib instead of the face mesh, each against its own reading of the driver
+    ("mouth_gain_dlib", "mouth gain, dlib", "{:.2f}", "(info)", None),
 )
 
 

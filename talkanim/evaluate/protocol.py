@@ -46,7 +46,7 @@ SELF_METRICS = ("l1", "psnr", "ssim", "csim", "akd", "l1_mouth", "ssim_mouth", "
 FRAME_SIDE = 256  # whole frames are compared at this longest side
 CROSS_METRICS = ("csim_source", "mouth_gain", "mouth_r", "blink_recall", "eye_r", "hair_distortion",
                  "hair_distortion_worst", "background_drift", "target_mouth_gain", "target_mouth_r",
-                 "target_eye_r")
+                 "target_eye_r", "mouth_gain_dlib", "mouth_r_dlib")
 FLOW_EVERY = 2  # hair distortion is measured on every 2nd output frame (two optical flows each)
 
 
@@ -323,6 +323,7 @@ def cross_reenact(portrait_path: Path, clip: Clip, frame_indices: list[int], met
     csim_at = set(csim_subset(len(frame_indices), csim_frames))
     weights = np.ones((len(frame_indices), 1))
     height, width = image.shape[:2]
+    drv_read = np.stack([V.second_reading(analyzer, clip.frames[i], clip.track.points[i]) for i in frame_indices])
     for name, method in methods.items():
         reason = method.unavailable_reason()
         if reason is not None:
@@ -330,7 +331,7 @@ def cross_reenact(portrait_path: Path, clip: Clip, frame_indices: list[int], met
             continue
         try:
             animator = method.prepare([Shot(image, face, matte=matte)], device=device)
-            csims, drifts, flows = [], [], []
+            csims, drifts, flows, read = [], [], [], []
 
             def frames():  # each output frame once: CSIM and flow here, landmarks by the tracker
                 for k, frame in _render(animator, points, pupils, weights, heads):
@@ -340,6 +341,7 @@ def cross_reenact(portrait_path: Path, clip: Clip, frame_indices: list[int], met
                         fb = analyzer.detect_box(crop) or FaceAnalyzer.box_from_points(box.to_crop(points[k], CROP_SIZE))
                         csims.append(M.cosine(analyzer.descriptor(crop, fb), src_desc))
                     drifts.append(V.background_drift(view, frame))
+                    read.append(V.second_reading(analyzer, frame, points[k]))
                     flows.append(frame if k % FLOW_EVERY == 0 else None)
                     yield frame
 
@@ -357,6 +359,8 @@ def cross_reenact(portrait_path: Path, clip: Clip, frame_indices: list[int], met
                              # the same on the target landmarks: retargeting alone, before rendering
                              **{f"target_{k}": v for k, v in V.mouth_measures(drv_points, points).items()},
                              "target_eye_r": V.blink_measures(drv_points, points)["eye_r"],
+                             # the mouth as a second reader (dlib) sees it, on the driver and output
+                             **{f"{k}_dlib": v for k, v in V.mouth_measures(drv_read, np.stack(read)).items()},
                              "frames": len(frame_indices), "csim_frames": len(csims),
                              "output_frames_without_face": track.num_missing}
     return out

@@ -36,7 +36,8 @@ CROSS_COLUMNS = [("csim_source", "CSIM to source ↑", "{:.3f}"), ("mouth_gain",
                  ("hair_distortion_worst", "worst frame % ↓", "{:.2f}"),
                  ("background_drift", "background drift % ↓", "{:.2f}"),
                  ("target_mouth_gain", "target mouth gain", "{:.2f}"), ("target_mouth_r", "target mouth r", "{:.3f}"),
-                 ("target_eye_r", "target eye r", "{:.3f}")]
+                 ("target_eye_r", "target eye r", "{:.3f}"), ("mouth_gain_dlib", "mouth gain, dlib", "{:.2f}"),
+                 ("mouth_r_dlib", "mouth r, dlib", "{:.3f}")]
 
 
 def _fmt(value, fmt: str) -> str:
@@ -143,7 +144,9 @@ def markdown_report(results: dict) -> str:
                      "of face width; a rigidly moved portrait scores ~0.05) and its worst frame; background "
                      "drift (median flow on the background, % of face width). Copy is static: its r is the "
                      "noise floor. 'target' columns: the same r on the retargeted landmarks themselves, i.e. "
-                     "what motion transfer asked for before any rendering.")
+                     "what motion transfer asked for before any rendering. 'dlib' columns: the mouth's gain "
+                     "and r read by a second reader, dlib's HOG detector and 68-point predictor, on the driver "
+                     "and on the output (a face mesh and dlib read painted mouths differently).")
         lines.append("")
         lines.append("| method | " + " | ".join(h for _, h, _ in CROSS_COLUMNS) + " | pairs |")
         lines.append("|---" * (len(CROSS_COLUMNS) + 2) + "|")

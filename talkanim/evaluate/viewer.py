@@ -12,6 +12,10 @@ frames from outside -- landmarks detected on them, optical flow between them and
   (one frame of slack), plus the Pearson correlation of the two openings.
 - Mouth: gain = the output's mouth-opening range (5th to 95th percentile, relative to face size)
   over the driver's, and their correlation.
+  The same gain and correlation are also read by a second reader, dlib's own HOG detector and
+  68-point predictor (`second_reading`): on painted mouths the two disagree (a face mesh has
+  taken synthesized upper teeth for the upper lip), so a gain one reader reports is checked
+  against the other's, each against its own reading of the driver.
 - Hair and head outline: the portrait is moved by the head's similarity (fitted to landmarks
   detected on the output frame), then a dense optical flow to the output frame is measured on
   the person's matte outside the face oval and above the chin, keeping pixels that pass a
@@ -37,6 +41,7 @@ OPEN_PERCENTILE = 75.0
 FLOW_FACE_WIDTH = 160.0  # px: frames are scaled so the face is about this wide for the flow
 FB_TOLERANCE = 0.5  # px at flow scale: forward-backward mismatch allowed
 MIN_PIXELS = 200  # fewer usable pixels than this: no distortion measured for the frame
+READER_SIDE = 640  # px: the second reader looks for the face on the picture shrunk to this side
 OVAL_GROWTH = 0.06  # the face oval is grown by this fraction of the face width before it is left out
 
 
@@ -77,6 +82,19 @@ def mouth_measures(driver_points: np.ndarray, output_points: np.ndarray) -> dict
     driver_range = spread(driver_mouth)
     return {"mouth_gain": spread(output_mouth) / driver_range if driver_range > 1e-6 else None,
             "mouth_r": _pearson(driver_mouth, output_mouth)}
+
+
+def second_reading(analyzer, image: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """68 landmarks (68, 2) of the face in `image` by the evaluator's dlib models (`FaceAnalyzer`):
+    its HOG box, found on the picture shrunk to READER_SIDE, or where HOG finds no face the box
+    around `points` (the face the mesh found there)."""
+    h, w = image.shape[:2]
+    scale = min(1.0, READER_SIDE / max(h, w))
+    small = cv2.resize(np.ascontiguousarray(image), (max(1, round(w * scale)), max(1, round(h * scale))),
+                       interpolation=cv2.INTER_AREA) if scale < 1.0 else image
+    box = analyzer.detect_box(small)
+    box = tuple(v / scale for v in box) if box is not None else analyzer.box_from_points(points)
+    return analyzer.landmarks(image, box)
 
 
 def _face_width(points: np.ndarray) -> float:
