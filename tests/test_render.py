@@ -341,6 +341,7 @@ def test_a_half_open_mouth_is_mostly_teeth_like_real_ones(astronaut, face):
     print(f"inside / lips luminance: {ratio:.2f}")
     assert ratio > 0.88
 
+
 def test_opening_the_mouth_leaves_the_forehead_where_it_is(face):
     from talkanim.render.warp import FOREHEAD, extend_points
 
