@@ -398,3 +398,46 @@ def test_a_driver_that_blinks_often_still_shuts_the_portraits_lids(face, data_di
     assert (share < 0.2).all(), share
     open_frames = eye_opening(motion.points).mean(axis=-1) / eye_opening(face.points[None]).mean()
     assert np.median(open_frames) > 0.85
+
+
+def _lip_to_chin(points: np.ndarray) -> np.ndarray:
+    """Distance from each chin point (5-11) to the lower lip point above it: (..., 7)."""
+    from talkanim.motion.retarget import CHIN, LIP_ABOVE_CHIN
+
+    return np.linalg.norm(points[..., CHIN, :] - points[..., LIP_ABOVE_CHIN, :], axis=-1)
+
+
+def test_a_wide_open_mouth_keeps_the_skin_between_lip_and_chin(astronaut, face):
+    """A driver with 1.66x the astronaut's room between lower lip and chin drops its lower lip by
+    0.9 of the astronaut's spacing (in the astronaut's scale), its chin staying: its own spacing
+    squeezes to 0.58. The astronaut's squeezes alike (0.64), and the renderer draws the opening
+    asked. With the driver's squeeze taken in pixels (before), the astronaut's spacing went to
+    0.45, the triangles between lip and chin crushed, and the fold guard gave more than half the
+    opening back: 0.26 of the mouth's width drawn for 0.57 asked."""
+    from talkanim.render import FaceRenderer
+    from talkanim.render.mouth import mouth_opening
+    from talkanim.render.warp import moving_vertices
+
+    pts = face.points.astype(np.float64)
+    down = (pts[8] - pts[27]) / np.linalg.norm(pts[8] - pts[27])
+    room = _lip_to_chin(pts).mean()
+    long_chin = pts.copy()
+    long_chin[0:17] += np.clip((pts[0:17] - pts[57]) @ down, 0.0, None)[:, None] * down  # twice as far below the lip
+    drop = 0.9 * room
+    opened = long_chin.copy()
+    opened[[55, 56, 57, 58, 59, 65, 66, 67]] += drop * down
+    driver = apply_transform(similarity(0.05, 0.8, 30, 20), np.stack([long_chin, opened]))
+    driver_squeeze = (_lip_to_chin(opened) / _lip_to_chin(long_chin)).mean()
+    print(f"driver's room / the astronaut's: {_lip_to_chin(long_chin).mean() / room:.2f}")
+    assert _lip_to_chin(long_chin).mean() > 1.4 * room  # the driver really has more room
+
+    motion = retarget(face, track_of(driver), MotionConfig(head_motion=False))
+    squeeze = (_lip_to_chin(motion.points[1]) / _lip_to_chin(pts)).mean()
+    print(f"lip-to-chin spacing, share of its own: driver {driver_squeeze:.2f}, portrait {squeeze:.2f}")
+    renderer = FaceRenderer(astronaut, face)
+    asked, pupils = renderer.expression_crop(motion.points[1:], motion.pupils[1:])
+    drawn = renderer.warp.vertices(moving_vertices(asked, pupils, renderer.warp.source_vertices[68:78]))
+    print(f"mouth opening asked {mouth_opening(asked)[0]:.3f}, drawn {mouth_opening(drawn[:, :68])[0]:.3f}")
+    assert abs(squeeze - driver_squeeze) < 0.1
+    assert mouth_opening(asked)[0] > 0.3
+    assert mouth_opening(drawn[:, :68])[0] == pytest.approx(mouth_opening(asked)[0], rel=0.02)

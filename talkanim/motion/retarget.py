@@ -4,7 +4,8 @@ Relative mode (default, no identity leakage):
   Q_t   = similarity(driver ref stable points -> driver frame t stable points)   head motion
   d_t   = Q_t^-1(driver_t) - driver_ref                                          expression, ref frame
   M     = similarity(driver ref stable points -> source stable points)           driver -> source frame
-  d_src = linear(M) d_t, scaled per region by the source/driver proportions
+  d_src = linear(M) d_t, scaled per region by the source/driver proportions (the mouth by its
+          width; the skin between lower lip and chin squeezes by no larger share of its room)
   H_t   = M Q_t M^-1                                                             head motion, source frame
   target_t = H_t(source + d_src)       (head_motion=False: source + d_src)
 Absolute mode (the paper; the driver's face shape leaks): target_t = M(driver_t).
@@ -52,6 +53,10 @@ EYE_CORNERS = ((36, 39), (42, 45))
 MOUTH = np.arange(48, 68)
 LOWER_JAW = np.arange(2, 15)
 MOUTH_AND_JAW = np.r_[LOWER_JAW, MOUTH]  # the jaw follows the mouth when it opens
+# The chin's outline and the lower lip point above each of its points (`_chin_follows_lips`).
+CHIN = np.arange(5, 12)
+LIP_ABOVE_CHIN = np.array([59, 59, 58, 57, 56, 55, 55])
+LEAST_CHIN_ROOM = 0.5  # the portrait's room between lip and chin, over the driver's, counts as at least this
 EYES_AND_BROWS = np.r_[17:27, 36:48]
 JAW = np.arange(0, 17)
 TEMPLES_TO_CHEEKS = np.r_[0:4, 13:17]  # the outline above the jaw's corners: it turns, it does not open
@@ -262,6 +267,7 @@ def _retarget_shot(source: Face, driver: LandmarkTrack, config: MotionConfig) ->
         ref_in_src = apply_transform(m, ref)
         ratio = _mouth_width(src) / max(_mouth_width(ref_in_src), 1e-6)
         delta_src[:, MOUTH] *= float(np.clip(ratio, 0.8, 1.25))
+        delta_src = _chin_follows_lips(delta_src, delta @ lin.T, src, apply_transform(m, neutral))
         base = _eyelids(src[None] + delta_src, src, normalized, neutral, driver.valid)
         base = limit_turn(base, src, config.narrowest_half)
         heads = m[None] @ q @ m_inv[None] if config.head_motion else np.broadcast_to(np.eye(3), (n, 3, 3))
@@ -272,6 +278,25 @@ def _retarget_shot(source: Face, driver: LandmarkTrack, config: MotionConfig) ->
 
     pupils = transfer_pupils(pts, driver.pupils, target)
     return MotionTrack(points=target.astype(np.float32), pupils=pupils, heads=np.array(heads, np.float64))
+
+
+def _chin_follows_lips(delta_src: np.ndarray, delta_driver: np.ndarray, source: np.ndarray,
+                       neutral: np.ndarray) -> np.ndarray:
+    """Offsets (N, 68, 2) whose chin points squeeze towards the lower lip above them by no more
+    of the portrait's room between the two than the driver's squeeze takes of its own
+    (`delta_driver`, `neutral`: the driver's offsets and neutral face in the portrait's frame and
+    scale). A wide-open mouth squeezes the skin between lower lip and chin; taken in pixels onto
+    a portrait with less room there (a shorter chin, the far side of a turned face) it crushed
+    that skin flat (art_14 driven by d6: to 0.47 of its spacing where the driver's went to
+    0.64), and the renderer, refusing the fold, gave back a fifth of the mouth's opening and tore
+    the lower lip. A portrait with more room keeps the driver's squeeze in pixels."""
+    room = np.linalg.norm(source[CHIN] - source[LIP_ABOVE_CHIN], axis=-1)
+    driver_room = np.linalg.norm(neutral[CHIN] - neutral[LIP_ABOVE_CHIN], axis=-1)
+    share = np.clip(room / np.maximum(driver_room, 1e-6), LEAST_CHIN_ROOM, 1.0)
+    squeeze = delta_driver[:, CHIN] - delta_driver[:, LIP_ABOVE_CHIN]
+    out = delta_src.copy()
+    out[:, CHIN] = delta_src[:, LIP_ABOVE_CHIN] + share[None, :, None] * squeeze
+    return out
 
 
 def _face_halves(points: np.ndarray, axis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
