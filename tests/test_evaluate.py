@@ -491,7 +491,7 @@ def test_the_second_reader_finds_the_face_on_a_large_picture(astronaut):
     flipped = np.ascontiguousarray(image[::-1])
     points = face.points.copy()
     points[:, 1] = image.shape[0] - 1 - points[:, 1]
-    assert get_analyzer().detect_box(cv2.resize(flipped, (V.READER_SIDE, V.READER_SIDE))) is None
+    assert get_analyzer().detect_box(flipped, max_side=V.READER_SIDE) is None
     read = V.second_reading(get_analyzer(), flipped, points)
     x0, y0, x1, y1 = FaceAnalyzer.box_from_points(points)
     margin = 0.1 * (x1 - x0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import cv2
 import numpy as np
 
 from talkanim.errors import TalkanimError
@@ -44,16 +45,22 @@ class FaceAnalyzer:
         x0, y0, x1, y1 = (int(round(v)) for v in box)
         return self._dlib.rectangle(x0, y0, x1, y1)
 
-    def detect_box(self, image: np.ndarray, upsample: int = 0) -> tuple[float, float, float, float] | None:
-        """The largest HOG face box in `image`, or None."""
+    def detect_box(self, image: np.ndarray, upsample: int = 0,
+                   max_side: int | None = None) -> tuple[float, float, float, float] | None:
+        """The largest HOG face box in `image`, or None. With `max_side`, looked for on the image
+        shrunk to that side (HOG's cost grows with the area) and returned in `image`'s pixels."""
         image = np.ascontiguousarray(image)
+        h, w = image.shape[:2]
+        scale = min(1.0, max_side / max(h, w)) if max_side else 1.0
+        if scale < 1.0:
+            image = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
         rects = self._detector(image, upsample)
         if not rects and upsample == 0 and max(image.shape[:2]) <= 512:
             rects = self._detector(image, 1)  # small faces: HOG needs ~80 px
         if not rects:
             return None
         r = max(rects, key=lambda r: r.width() * r.height())
-        return (float(r.left()), float(r.top()), float(r.right()), float(r.bottom()))
+        return tuple(float(v) / scale for v in (r.left(), r.top(), r.right(), r.bottom()))
 
     @staticmethod
     def box_from_points(points: np.ndarray) -> tuple[float, float, float, float]:

@@ -88,12 +88,7 @@ def second_reading(analyzer, image: np.ndarray, points: np.ndarray) -> np.ndarra
     """68 landmarks (68, 2) of the face in `image` by the evaluator's dlib models (`FaceAnalyzer`):
     its HOG box, found on the picture shrunk to READER_SIDE, or where HOG finds no face the box
     around `points` (the face the mesh found there)."""
-    h, w = image.shape[:2]
-    scale = min(1.0, READER_SIDE / max(h, w))
-    small = cv2.resize(np.ascontiguousarray(image), (max(1, round(w * scale)), max(1, round(h * scale))),
-                       interpolation=cv2.INTER_AREA) if scale < 1.0 else image
-    box = analyzer.detect_box(small)
-    box = tuple(v / scale for v in box) if box is not None else analyzer.box_from_points(points)
+    box = analyzer.detect_box(image, max_side=READER_SIDE) or analyzer.box_from_points(points)
     return analyzer.landmarks(image, box)
 
 
