@@ -54,7 +54,17 @@ FLIP_AREA = 0.5
 # (the pupils follow the 78 landmarks and forehead points among the moving vertices).
 OPENINGS = (np.arange(60, 68), np.r_[36:42, 78], np.r_[42:48, 79])
 SHUT_GAP = 0.25  # an eye whose lid gap is below this share of the source's counts as shut
-UNTANGLE_STEPS = 8  # halvings of a flipped triangle's displacement before it is set to the layout
+# Each step of the fold guard keeps this share of the displacement of a flipped or crushed
+# triangle's moving vertices; after UNTANGLE_STEPS steps they are set to the source.
+UNTANGLE_KEEP = 0.5
+# ... and this share where the face's outline is crushed against a fixed anchor (the ring, the
+# anchors beside the jaw): a dropped chin pressed against the ring, pulled halfway home at once,
+# crushed the skin above it in turn, and the lips followed, closing to 0.43 of the opening asked
+# (art_14 driven by d6's widest frames); a fifth at a time, the chin gives way only as far as it
+# must. Elsewhere the halving stays: it leaves a triangle clear of the limit, where a gentler pull
+# left thrown-up brows' triangles on it and the map folded between them.
+UNTANGLE_KEEP_OUTLINE = 0.8
+UNTANGLE_STEPS = 20
 
 
 def opened_layout(vertices: np.ndarray) -> np.ndarray:
@@ -131,6 +141,7 @@ def moving_vertices(points: np.ndarray, pupils: np.ndarray, forehead: np.ndarray
 # when the jaw drops or the cheeks move; only the skin under the chin stretches.
 SKIRT_MARGIN = 0.1
 SKIRT_POINTS = np.r_[0:6, 11:17]
+OUTLINE = np.arange(17)  # the face's outline, temple to temple by the chin
 
 
 def face_skirt(points: np.ndarray) -> np.ndarray:
@@ -302,11 +313,15 @@ class PiecewiseAffineWarp:
             bad = self.flipped(out)
             if not bad.any():
                 break
+            last = step == UNTANGLE_STEPS
             for i in np.flatnonzero(bad.any(axis=1)):
-                verts = np.unique(self.triangles[bad[i]])
-                verts = verts[verts < self.num_moving]
-                keep = 0.5 if step < UNTANGLE_STEPS else 0.0
-                out[i, verts] = layout[verts] + keep * (out[i, verts] - layout[verts])
+                triangles = self.triangles[bad[i]]
+                outline = (triangles >= self.num_moving).any(axis=1) & np.isin(triangles, OUTLINE).any(axis=1)
+                strong = np.unique(triangles[~outline])
+                gentle = np.setdiff1d(triangles[outline], strong)
+                for verts, keep in ((strong, UNTANGLE_KEEP), (gentle, UNTANGLE_KEEP_OUTLINE)):
+                    verts = verts[verts < self.num_moving]
+                    out[i, verts] = layout[verts] + (0.0 if last else keep) * (out[i, verts] - layout[verts])
         return out.astype(np.float32)
 
     def barycentric(self, target_vertices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
