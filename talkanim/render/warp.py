@@ -57,13 +57,13 @@ SHUT_GAP = 0.25  # an eye whose lid gap is below this share of the source's coun
 # Each step of the fold guard keeps this share of the displacement of a flipped or crushed
 # triangle's moving vertices; after UNTANGLE_STEPS steps they are set to the source.
 UNTANGLE_KEEP = 0.5
-# ... and this share where the face's outline is crushed against a fixed anchor (the ring, the
-# anchors beside the jaw): a dropped chin pressed against the ring, pulled halfway home at once,
+# ... and this share where the chin is crushed against a fixed anchor (the ring, the anchors
+# beside the jaw): a dropped chin pressed against the ring, pulled halfway home at once,
 # crushed the skin above it in turn, and the lips followed, closing to 0.43 of the opening asked
 # (art_14 driven by d6's widest frames); a fifth at a time, the chin gives way only as far as it
 # must. Elsewhere the halving stays: it leaves a triangle clear of the limit, where a gentler pull
 # left thrown-up brows' triangles on it and the map folded between them.
-UNTANGLE_KEEP_OUTLINE = 0.8
+UNTANGLE_KEEP_CHIN = 0.8
 UNTANGLE_STEPS = 20
 
 
@@ -141,7 +141,7 @@ def moving_vertices(points: np.ndarray, pupils: np.ndarray, forehead: np.ndarray
 # when the jaw drops or the cheeks move; only the skin under the chin stretches.
 SKIRT_MARGIN = 0.1
 SKIRT_POINTS = np.r_[0:6, 11:17]
-OUTLINE = np.arange(17)  # the face's outline, temple to temple by the chin
+CHIN = np.arange(5, 12)  # the outline from one corner of the mouth to the other, under the chin
 
 
 def face_skirt(points: np.ndarray) -> np.ndarray:
@@ -316,10 +316,10 @@ class PiecewiseAffineWarp:
             last = step == UNTANGLE_STEPS
             for i in np.flatnonzero(bad.any(axis=1)):
                 triangles = self.triangles[bad[i]]
-                outline = (triangles >= self.num_moving).any(axis=1) & np.isin(triangles, OUTLINE).any(axis=1)
-                strong = np.unique(triangles[~outline])
-                gentle = np.setdiff1d(triangles[outline], strong)
-                for verts, keep in ((strong, UNTANGLE_KEEP), (gentle, UNTANGLE_KEEP_OUTLINE)):
+                chin = (triangles >= self.num_moving).any(axis=1) & np.isin(triangles, CHIN).any(axis=1)
+                strong = np.unique(triangles[~chin])
+                gentle = np.setdiff1d(triangles[chin], strong)
+                for verts, keep in ((strong, UNTANGLE_KEEP), (gentle, UNTANGLE_KEEP_CHIN)):
                     verts = verts[verts < self.num_moving]
                     out[i, verts] = layout[verts] + (0.0 if last else keep) * (out[i, verts] - layout[verts])
         return out.astype(np.float32)
