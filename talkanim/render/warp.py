@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from scipy.spatial import Delaunay
 
+from talkanim.motion.retarget import CHIN
 from talkanim.render.eyelids import lid_gap
 
 # Virtual forehead points: the brows (17-26) lifted perpendicular to the eye line by this
@@ -141,7 +142,6 @@ def moving_vertices(points: np.ndarray, pupils: np.ndarray, forehead: np.ndarray
 # when the jaw drops or the cheeks move; only the skin under the chin stretches.
 SKIRT_MARGIN = 0.1
 SKIRT_POINTS = np.r_[0:6, 11:17]
-CHIN = np.arange(5, 12)  # the outline from one corner of the mouth to the other, under the chin
 
 
 def face_skirt(points: np.ndarray) -> np.ndarray:
