@@ -407,6 +407,14 @@ def _lip_to_chin(points: np.ndarray) -> np.ndarray:
     return np.linalg.norm(points[..., CHIN, :] - points[..., LIP_ABOVE_CHIN, :], axis=-1)
 
 
+def _drawn(renderer, asked: np.ndarray, pupils: np.ndarray) -> np.ndarray:
+    """The 68 landmarks (B, 68, 2) the renderer's face warp draws for expressions `asked` (crop
+    px), after its fold guard."""
+    from talkanim.render.warp import FOREHEAD, moving_vertices
+
+    return renderer.warp.vertices(moving_vertices(asked, pupils, renderer.warp.source_vertices[FOREHEAD]))[:, :68]
+
+
 def test_a_wide_open_mouth_keeps_the_skin_between_lip_and_chin(astronaut, face):
     """A driver with 1.66x the astronaut's room between lower lip and chin drops its lower lip by
     0.9 of the astronaut's spacing (in the astronaut's scale), its chin staying: its own spacing
@@ -416,7 +424,6 @@ def test_a_wide_open_mouth_keeps_the_skin_between_lip_and_chin(astronaut, face):
     opening back: 0.26 of the mouth's width drawn for 0.57 asked."""
     from talkanim.render import FaceRenderer
     from talkanim.render.mouth import mouth_opening
-    from talkanim.render.warp import moving_vertices
 
     pts = face.points.astype(np.float64)
     down = (pts[8] - pts[27]) / np.linalg.norm(pts[8] - pts[27])
@@ -436,11 +443,11 @@ def test_a_wide_open_mouth_keeps_the_skin_between_lip_and_chin(astronaut, face):
     print(f"lip-to-chin spacing, share of its own: driver {driver_squeeze:.2f}, portrait {squeeze:.2f}")
     renderer = FaceRenderer(astronaut, face)
     asked, pupils = renderer.expression_crop(motion.points[1:], motion.pupils[1:])
-    drawn = renderer.warp.vertices(moving_vertices(asked, pupils, renderer.warp.source_vertices[68:78]))
-    print(f"mouth opening asked {mouth_opening(asked)[0]:.3f}, drawn {mouth_opening(drawn[:, :68])[0]:.3f}")
+    drawn = _drawn(renderer, asked, pupils)
+    print(f"mouth opening asked {mouth_opening(asked)[0]:.3f}, drawn {mouth_opening(drawn)[0]:.3f}")
     assert abs(squeeze - driver_squeeze) < 0.1
     assert mouth_opening(asked)[0] > 0.3
-    assert mouth_opening(drawn[:, :68])[0] == pytest.approx(mouth_opening(asked)[0], rel=0.02)
+    assert mouth_opening(drawn)[0] == pytest.approx(mouth_opening(asked)[0], rel=0.02)
 
 
 @pytest.mark.shared_data
@@ -460,7 +467,6 @@ def test_a_painting_opened_wide_by_a_real_driver_is_drawn_as_asked(data_dir):
     from talkanim.landmarks.tracker import track_frames
     from talkanim.render import FaceRenderer
     from talkanim.render.mouth import mouth_opening
-    from talkanim.render.warp import moving_vertices
 
     session = Session(AnimateConfig())
     image = load_image(data_dir / "portraits/OpenTalker__SadTalker/art_14.png")
@@ -473,7 +479,6 @@ def test_a_painting_opened_wide_by_a_real_driver_is_drawn_as_asked(data_dir):
     renderer = FaceRenderer(image, portrait)
     asked, pupils = renderer.expression_crop(motion.points, motion.pupils, motion.heads)
     widest = np.argsort(mouth_opening(asked))[-10:]
-    drawn = renderer.warp.vertices(moving_vertices(asked[widest], pupils[widest], renderer.warp.source_vertices[68:78]))
-    share = mouth_opening(drawn[:, :68]) / mouth_opening(asked[widest])
+    share = mouth_opening(_drawn(renderer, asked[widest], pupils[widest])) / mouth_opening(asked[widest])
     print("drawn / asked opening on the widest mouths:", share.round(3))
     assert share.min() > 0.97, share

@@ -255,6 +255,9 @@ class PiecewiseAffineWarp:
         width = max(len(f) for f in fans)
         self._fan = np.array([np.r_[i, f[f != i], np.full(width - len(f), i)] for i, f in enumerate(fans)], np.int64)
         self.num_triangles = len(self.triangles)
+        # the triangles joining the chin to a fixed anchor: the fold guard pulls them back gently
+        self._chin_on_anchor = ((self.triangles >= self.num_moving).any(axis=1)
+                                & np.isin(self.triangles, CHIN).any(axis=1))
         # each triangle's orientation: the source's where it has an area, else the layout's (a
         # closed mouth or eye), so the source itself is never "folded"
         source_signed = _signed_areas(self.source_vertices.astype(np.float64), self.triangles)
@@ -315,10 +318,8 @@ class PiecewiseAffineWarp:
                 break
             last = step == UNTANGLE_STEPS
             for i in np.flatnonzero(bad.any(axis=1)):
-                triangles = self.triangles[bad[i]]
-                chin = (triangles >= self.num_moving).any(axis=1) & np.isin(triangles, CHIN).any(axis=1)
-                strong = np.unique(triangles[~chin])
-                gentle = np.setdiff1d(triangles[chin], strong)
+                strong = np.unique(self.triangles[bad[i] & ~self._chin_on_anchor])
+                gentle = np.setdiff1d(self.triangles[bad[i] & self._chin_on_anchor], strong)
                 for verts, keep in ((strong, UNTANGLE_KEEP), (gentle, UNTANGLE_KEEP_CHIN)):
                     verts = verts[verts < self.num_moving]
                     out[i, verts] = layout[verts] + (0.0 if last else keep) * (out[i, verts] - layout[verts])
