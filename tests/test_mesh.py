@@ -124,6 +124,34 @@ def test_mesh_flows_through_tracking(mesh_track, driver_frames):
     np.testing.assert_allclose(mesh_track.pupils, mesh_track.mesh[:, [IRIS[0][0], IRIS[1][0]], :2], atol=1e-5)
 
 
+def test_eyes_added_later_are_the_eyes_added_at_once(driver_frames, mesh_det):
+    """A video's eyes go through the iris network on a worker, four frames per batch; each
+    frame must get the eyes its own crops give, whatever batch it fell in (7 frames: a full
+    batch, then a rest sent at the end)."""
+    frames = driver_frames[0][1:8]
+    first = mesh_det.detect(driver_frames[0][0])[0]
+    with mesh_det.eyes_later() as worker:
+        faces = [mesh_det.fit_face(f, first.box, previous=first, eyes=False) for f in frames]
+        assert all(f.mesh.shape == (468, 3) and f.pupils is None for f in faces)
+        later = [worker.add(f, face) for f, face in zip(frames, faces)]
+        assert worker.add(frames[0], first).result() is first  # a detected face has its eyes
+    for f, done in zip(frames, later):
+        now = mesh_det.fit_face(f, first.box, previous=first)
+        np.testing.assert_allclose(done.result().mesh, now.mesh, atol=1e-3)
+        np.testing.assert_allclose(done.result().pupils, now.pupils, atol=1e-3)
+        np.testing.assert_allclose(done.result().points, now.points, atol=1e-3)
+
+
+def test_eyes_later_passes_a_failure_on(driver_frames, mesh_det):
+    frame = driver_frames[0][0]
+    face = mesh_det.fit_face(frame, mesh_det.detect(frame)[0].box, eyes=False)
+    broken = replace(face, mesh=face.mesh[:, :2])  # no depth: the eyes cannot be built
+    with mesh_det.eyes_later() as worker:
+        done = worker.add(frame, broken)
+    with pytest.raises(ValueError, match="broadcast"):
+        done.result(timeout=30)
+
+
 def test_mesh_held_on_missing_frames(driver_frames, mesh_det):
     frames, fps, size = driver_frames
     blank = np.zeros_like(frames[0])

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from concurrent.futures import Future
+from contextlib import nullcontext
 from typing import Callable, Iterable
 
 import cv2
@@ -107,14 +109,15 @@ def _offset(face: Face, dx: float, dy: float) -> Face:
                 pupils=None if face.pupils is None else face.pupils + d, score=face.score, mesh=mesh)
 
 
-def _fit(detector, frame: np.ndarray, prev: Face) -> Face:
+def _fit(detector, frame: np.ndarray, prev: Face, eyes: bool) -> Face:
     """The face of `frame` followed from the previous frame's: `fit_face` from the whole previous
-    Face when the backend has it (the mesh re-crops from the previous mesh), else the 68
-    points fitted in the box of the previous points."""
+    Face when the backend has it (the mesh re-crops from the previous mesh; `eyes` False: the
+    backend's `eyes_later` adds them), else the 68 points fitted in the box of the previous
+    points."""
     box = box_from_points(prev.points)
     fit_face = getattr(detector, "fit_face", None)
     if fit_face is not None:
-        return fit_face(frame, box, previous=prev)
+        return fit_face(frame, box, previous=prev, eyes=eyes)
     return Face(points=np.asarray(detector.fit(frame, box), np.float32), box=box)
 
 
@@ -264,6 +267,8 @@ def track_frames(
     no face hold the last good points (valid False); frames before the first detection take the
     first good frame's points. Smoothed with a One-Euro filter when `config.smooth`.
     Raises NoFaceError when no frame has a face. `on_frame(i)` is called after each frame.
+    A backend with `eyes_later` (the mesh) follows the face with its face mesh alone and
+    completes the eyes on a worker thread meanwhile.
 
     `cuts`: frames where a new camera shot starts, ascending; it may be a list that fills up
     while `frames` is consumed (`talkanim.io.watch_cuts` appends a cut before yielding its frame).
@@ -282,51 +287,59 @@ def track_frames(
     since_detect = 0
     ref_size = 0.0  # landmarks-box diagonal at the last detection
 
-    for i, frame in enumerate(frames):
-        frame = np.asarray(frame)
-        if frame.shape != (height, width, 3) or frame.dtype != np.uint8:
-            raise InputError(f"driver frame {i} is {frame.dtype} {frame.shape}, expected uint8 {(height, width, 3)}")
-        face = None
-        detected = False
-        cand_thumb = None
-        if prev is None or (cuts and cuts[-1] == i):  # nothing to follow: a new face or shot
-            face = red.first(frame, i)
-            detected = face is not None
-        elif lost:
-            face = red.again(frame, _bbox(prev.points), i)
-            detected = face is not None
-        else:
-            cand = _fit(detector, frame, prev)
-            cand_thumb = _thumb(frame, _bbox(cand.points))
-            ncc = _ncc(cand_thumb, prev_thumb)
-            ok = (_plausible(cand.points, prev.points, (width, height), ref_size) and ncc >= _MIN_NCC
-                  and cand.score >= _MIN_PRESENCE)
-            due = config.redetect_every > 0 and since_detect >= config.redetect_every
-            if not ok or ncc < _DOUBT_NCC or due:
-                found = red.again(frame, _bbox(cand.points if ok else prev.points), i)
-                if found is not None:
-                    cand, detected = found, True
-                elif not ok:
-                    cand = None
-                if due:
-                    since_detect = 0
-            face = cand
-        if detected:
-            since_detect, ref_size = 0, _diag(_bbox(face.points))
-        if face is not None:
-            # the fit's thumbnail is this face's, unless a detection replaced the fit
-            prev_thumb = cand_thumb if not detected and cand_thumb is not None else _thumb(frame, _bbox(face.points))
-            faces.append(face)
-            # the mesh's pupils are its iris centres; other backends locate them in the image
-            pup_out.append(face.pupils if face.mesh is not None else locate_pupils(frame, face.points))
-            prev, lost = face, False
-            since_detect += 1
-        else:
-            lost = True
-            faces.append(None)
-            pup_out.append(None)
-        if on_frame is not None:
-            on_frame(i)
+    eyes_later = getattr(detector, "eyes_later", None)
+    completed: dict[int, Future] = {}  # frame -> its face with eyes, while eyes_later works
+    with eyes_later() if eyes_later is not None else nullcontext() as eyes:
+        for i, frame in enumerate(frames):
+            frame = np.asarray(frame)
+            if frame.shape != (height, width, 3) or frame.dtype != np.uint8:
+                raise InputError(f"driver frame {i} is {frame.dtype} {frame.shape}, expected uint8 {(height, width, 3)}")
+            face = None
+            detected = False
+            cand_thumb = None
+            if prev is None or (cuts and cuts[-1] == i):  # nothing to follow: a new face or shot
+                face = red.first(frame, i)
+                detected = face is not None
+            elif lost:
+                face = red.again(frame, _bbox(prev.points), i)
+                detected = face is not None
+            else:
+                cand = _fit(detector, frame, prev, eyes=eyes is None)
+                cand_thumb = _thumb(frame, _bbox(cand.points))
+                ncc = _ncc(cand_thumb, prev_thumb)
+                ok = (_plausible(cand.points, prev.points, (width, height), ref_size) and ncc >= _MIN_NCC
+                      and cand.score >= _MIN_PRESENCE)
+                due = config.redetect_every > 0 and since_detect >= config.redetect_every
+                if not ok or ncc < _DOUBT_NCC or due:
+                    found = red.again(frame, _bbox(cand.points if ok else prev.points), i)
+                    if found is not None:
+                        cand, detected = found, True
+                    elif not ok:
+                        cand = None
+                    if due:
+                        since_detect = 0
+                face = cand
+            if detected:
+                since_detect, ref_size = 0, _diag(_bbox(face.points))
+            if face is not None:
+                # the fit's thumbnail is this face's, unless a detection replaced the fit
+                prev_thumb = cand_thumb if not detected and cand_thumb is not None else _thumb(frame, _bbox(face.points))
+                faces.append(face)
+                if eyes is not None:
+                    completed[i] = eyes.add(frame, face)
+                # the mesh's pupils are its iris centres; other backends locate them in the image
+                pup_out.append(face.pupils if face.mesh is not None else locate_pupils(frame, face.points))
+                prev, lost = face, False
+                since_detect += 1
+            else:
+                lost = True
+                faces.append(None)
+                pup_out.append(None)
+            if on_frame is not None:
+                on_frame(i)
+    for i, done in completed.items():  # all done: leaving the block waited for the worker
+        faces[i] = done.result()
+        pup_out[i] = faces[i].pupils
 
     valid = [f is not None for f in faces]
     if not any(valid):
