@@ -385,10 +385,11 @@ def test_evaluate_command_reports_numbers_that_make_sense(tmp_path, example_driv
     assert cross["warp"]["mouth_r"] > 0.8 and cross["warp"]["eye_r"] > 0.8, cross
     assert cross["copy"]["mouth_r"] < 0.5, cross
     # the second reader (dlib) sees the warp's mouth move with the driver's too, the copy's not.
-    # Its gain on these 8 frames is a spread of 8 readings: 0.58, and 0.49 since the chin keeps
-    # its room under a wide-open mouth (over all 100 frames of the clip that change moved it
-    # 0.49 -> 0.57); the copy's is 0.04.
-    assert cross["warp"]["mouth_r_dlib"] > 0.8 and _finite_in(cross["warp"]["mouth_gain_dlib"], 0.4, 1.5), cross
+    # Its gain and r on these 8 frames are spreads of 8 readings. Gain: 0.58, and 0.49 since the
+    # chin keeps its room under a wide-open mouth (over all 100 frames of the clip that change
+    # moved it 0.49 -> 0.57); the copy's is 0.04. r: 0.87, and 0.75 since the tracker crops each
+    # frame from the face mesh alone (over all 100 frames: 0.898 before, 0.902 after).
+    assert cross["warp"]["mouth_r_dlib"] > 0.7 and _finite_in(cross["warp"]["mouth_gain_dlib"], 0.4, 1.5), cross
     assert cross["copy"]["mouth_gain_dlib"] < 0.3, cross
     assert _finite_in(cross["warp"]["csim_source"], 0.9, 1.0), cross
     assert "Cross-reenactment" in report
