@@ -28,7 +28,7 @@ class Face:
     box: tuple[float, float, float, float]  # detector box x0, y0, x1, y1
     pupils: np.ndarray | None = None  # (2, 2) float32
     score: float = 1.0
-    mesh: np.ndarray | None = None  # (478, 3) float32, mesh backend only
+    mesh: np.ndarray | None = None  # (478, 3) float32, mesh backend only (468: fit_face(..., eyes=False))
 
     @property
     def size(self) -> float:
