@@ -283,6 +283,28 @@ def test_a_body_swaying_across_the_picture_comes_along(astronaut, astronaut_face
     assert folds == 0 and jump < 8.0, (jump, folds)
 
 
+def test_the_body_maps_inverse_lands_where_it_should(astronaut, astronaut_face):
+    """Over the whole picture, the portrait point the renderer samples for each output pixel is
+    carried by the body map onto that pixel, within a twentieth of a pixel: on the head, in the
+    neck and side bands, towards the edges the person touches and on a torso that comes along
+    (the inverse steps only the points that did not start exact)."""
+    import torch
+
+    h, w = astronaut.shape[:2]
+    body = FaceRenderer(astronaut, astronaut_face, RenderConfig(), matte=np.ones((h, w), np.float32)).body
+    assert body.pinned_edges  # the astronaut touches the picture's bottom: its fade is stepped through
+    heads = np.stack([_head_pose(astronaut_face, *pose) for pose in POSES]
+                     + [_head_pose(astronaut_face, 8.0, (-1.5 * body.frame.width, 10.0), 1.0)])
+    assert np.abs(body.torso_shifts(heads[-1:])).max() > 10.0  # the last one takes the torso along
+    ys, xs = np.mgrid[0:h:4, 0:w:4].astype(np.float32)
+    pixels = torch.from_numpy(np.dstack([xs, ys]))
+    found = body.inverse(pixels, heads)
+    landed = body.forward(found, heads)
+    error = (landed - pixels).norm(dim=-1)
+    assert float(error.max()) < 0.05, float(error.max())
+    assert float((found - pixels).norm(dim=-1).max()) > 20.0  # the poses did move the picture
+
+
 def test_shut_eyes_show_lid_skin_not_a_squashed_eye(astronaut, astronaut_face):
     """Lids brought together: where the eye was open the output shows lid skin and lashes, not
     the white and iris squeezed into a line (what the warp alone leaves)."""

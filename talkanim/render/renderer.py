@@ -303,7 +303,8 @@ class FaceRenderer:
         # the face warp fades out towards the edges the person touches, as the head's motion does
         pinned = self.body.edge_weight(bodies).float().cpu().numpy()[..., None]
         bodies = bodies.float().cpu().numpy()
-        out = []
+        # at paste = picture resolution each frame is blended straight into its place in the batch
+        out = np.empty((b, r1 - r0, c1 - c0, 3), np.uint8) if self.scale >= 1.0 else [None] * b
         for i in range(b):
             tex, distance, coarse_at_s = self._maps(bodies[i], pinned[i], shifts[i], pixels, r1 - r0, c1 - c0)
             layer = cv2.remap(self._layer, tex, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
@@ -325,7 +326,7 @@ class FaceRenderer:
                 if lid is None:
                     continue
                 ly0, ly1, lx0, lx1 = lid
-                closed = cv2.remap(self._eyes, np.ascontiguousarray(tex[ly0:ly1, lx0:lx1]), None, cv2.INTER_LINEAR,
+                closed = cv2.remap(self._eyes, tex[ly0:ly1, lx0:lx1], None, cv2.INTER_LINEAR,
                                    borderMode=cv2.BORDER_REPLICATE)
                 weight = closed[..., 3:].astype(np.float32) * np.float32(shut[i, eye] / 255.0)
                 sub = colour[ly0:ly1, lx0:lx1].astype(np.float32)
@@ -340,15 +341,15 @@ class FaceRenderer:
             moved *= moved
             moved *= ramp  # smoothstep of how far the pixel's source moved
             mix *= moved
-            frame = cv2.blendLinear(plate, colour, mix, np.subtract(np.float32(1.0), mix, out=ramp))
+            frame = cv2.blendLinear(plate, colour, mix, np.subtract(np.float32(1.0), mix, out=ramp),
+                                    dst=out[i] if self.scale >= 1.0 else None)
             if self.scale < 1.0:  # back to picture resolution, the pixels that did not change untouched
                 changed = np.clip(distance * np.float32(4.0), 0.0, 1.0)
                 if box is not None:
                     changed[y0:y1, x0:x1] = 1.0
-                frame, window = self._to_picture(frame, changed, r0, r1, c0, c1)
-            out.append(frame)
+                out[i], window = self._to_picture(frame, changed, r0, r1, c0, c1)
         if self.scale >= 1.0:
-            window = (reg.y0 + r0, reg.y0 + r1, reg.x0 + c0, reg.x0 + c1)
+            return (reg.y0 + r0, reg.y0 + r1, reg.x0 + c0, reg.x0 + c1), out
         return window, np.stack(out)
 
     def _coarse_grid(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
@@ -386,8 +387,8 @@ class FaceRenderer:
         distance = np.linalg.norm(source - pixels, axis=-1)
         up = lambda a: cv2.resize(np.dstack(a).astype(np.float32), (nw * k, nh * k),  # noqa: E731
                                   interpolation=cv2.INTER_LINEAR)[k:k + h, k:k + w]
-        tex = np.ascontiguousarray(up([tex_x, tex_y]))  # one two-channel map for cv2.remap
-        return tex, up([distance]), at_s
+        # one two-channel map for cv2.remap, which reads the strided view without a copy
+        return up([tex_x, tex_y]), up([distance]), at_s
 
     def _fine_at_s(self, coarse_at_s: np.ndarray, box: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
         """The expression-crop positions x, y (two (y1 - y0, x1 - x0) float32) of the window
