@@ -306,10 +306,10 @@ class FaceRenderer:
         # at paste = picture resolution each frame is blended straight into its place in the batch
         out = np.empty((b, r1 - r0, c1 - c0, 3), np.uint8) if self.scale >= 1.0 else [None] * b
         for i in range(b):
-            tex, distance, coarse_at_s = self._maps(bodies[i], pinned[i], shifts[i], pixels, r1 - r0, c1 - c0)
+            tex, moved, changed, coarse_at_s = self._maps(bodies[i], pinned[i], shifts[i], pixels, r1 - r0, c1 - c0)
             layer = cv2.remap(self._layer, tex, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             colour = cv2.cvtColor(layer, cv2.COLOR_RGBA2RGB)  # drops the matte (a strided numpy copy: 3.4 ms a frame)
-            box = self._fine_box(coarse_at_s, active, distance.shape)  # the window rows/columns the corrections reach
+            box = self._fine_box(coarse_at_s, active, tex.shape[:2])  # the window rows/columns the corrections reach
             if box is not None:
                 y0, y1, x0, x1 = box
                 sx, sy = self._fine_at_s(coarse_at_s, box)
@@ -322,7 +322,7 @@ class FaceRenderer:
                     sub += _remap(refine_hwc[i], sx, sy)
                 colour[y0:y1, x0:x1] = np.clip(sub + 0.5, 0, 255).astype(np.uint8)
             for eye in np.flatnonzero(shut[i] > 0.0):
-                lid = self._fine_box(coarse_at_s, _eye_box(t_crop[i], eye), distance.shape)
+                lid = self._fine_box(coarse_at_s, _eye_box(t_crop[i], eye), tex.shape[:2])
                 if lid is None:
                     continue
                 ly0, ly1, lx0, lx1 = lid
@@ -332,19 +332,11 @@ class FaceRenderer:
                 sub = colour[ly0:ly1, lx0:lx1].astype(np.float32)
                 colour[ly0:ly1, lx0:lx1] = np.clip(sub + (closed[..., :3] - sub) * weight + 0.5, 0, 255).astype(np.uint8)
             # background that moved (with the head or the face) is taken from the plate
-            # (in place, in the order written out: full-window temporaries cost ~5 ms a frame)
-            moved = np.clip(distance * np.float32(1.0 / PLATE_AFTER_PX), 0.0, 1.0)
-            mix = np.subtract(np.float32(255.0), layer[..., 3], dtype=np.float32)
-            mix *= np.float32(1.0 / 255.0)  # background: not the person
-            ramp = np.float32(2.0) * moved
-            np.subtract(np.float32(3.0), ramp, out=ramp)
-            moved *= moved
-            moved *= ramp  # smoothstep of how far the pixel's source moved
-            mix *= moved
-            frame = cv2.blendLinear(plate, colour, mix, np.subtract(np.float32(1.0), mix, out=ramp),
+            mix = np.subtract(np.float32(255.0), layer[..., 3], dtype=np.float32)  # not the person,
+            mix *= moved  # times how far the pixel's source moved
+            frame = cv2.blendLinear(plate, colour, mix, np.subtract(np.float32(1.0), mix),
                                     dst=out[i] if self.scale >= 1.0 else None)
             if self.scale < 1.0:  # back to picture resolution, the pixels that did not change untouched
-                changed = np.clip(distance * np.float32(4.0), 0.0, 1.0)
                 if box is not None:
                     changed[y0:y1, x0:x1] = 1.0
                 out[i], window = self._to_picture(frame, changed, r0, r1, c0, c1)
@@ -368,14 +360,18 @@ class FaceRenderer:
 
     def _maps(self, body: np.ndarray, pinned: np.ndarray, shift: np.ndarray, pixels: np.ndarray, h: int, w: int):
         """For the window's (h, w) paste pixels, one frame: where to sample the layers (texture
-        px, one (h, w, 2) map for cv2.remap), how far that source is from the pixel (picture
-        px, (h, w)), and the pixels' positions in the expression crop at S on the coarse grid
-        (nh, nw, 2; `_fine_at_s` interpolates them where they are needed); float32.
+        px, one (h, w, 2) map for cv2.remap); how far that source is from the pixel, as the
+        plate's share of the background there over 255 (0 where it stays, 1 / 255 from
+        PLATE_AFTER_PX on, smoothly between) and, below picture resolution, as whether the
+        pixel changed (0 to 1 within a quarter pixel; else None), both (h, w); and the pixels'
+        positions in the expression crop at S on the coarse grid (nh, nw, 2; `_fine_at_s`
+        interpolates them where they are needed); float32.
 
         From the frame's body map on the coarse grid `pixels` (`body`: the portrait points
         there; `pinned` (nh, nw, 1): the edges' fade) and its face warp's `shift`, interpolated
         up: the body map is smooth and the face warp is already bilinear between its raster
-        points."""
+        points (the distance's functions are taken on the coarse grid too: a full-window pass
+        each cost ~1 ms a frame)."""
         k, reg, box, s = self._stride, self.region, self.crop_box, self.size
         nh, nw = pixels.shape[:2]
         to_s = s / box.side
@@ -387,8 +383,11 @@ class FaceRenderer:
         distance = np.linalg.norm(source - pixels, axis=-1)
         up = lambda a: cv2.resize(np.dstack(a).astype(np.float32), (nw * k, nh * k),  # noqa: E731
                                   interpolation=cv2.INTER_LINEAR)[k:k + h, k:k + w]
+        moved = np.minimum(distance / PLATE_AFTER_PX, 1.0)
+        plate = up([moved * moved * (3.0 - 2.0 * moved) / 255.0])
+        changed = up([np.minimum(distance * 4.0, 1.0)]) if self.scale < 1.0 else None
         # one two-channel map for cv2.remap, which reads the strided view without a copy
-        return up([tex_x, tex_y]), up([distance]), at_s
+        return up([tex_x, tex_y]), plate, changed, at_s
 
     def _fine_at_s(self, coarse_at_s: np.ndarray, box: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
         """The expression-crop positions x, y (two (y1 - y0, x1 - x0) float32) of the window
