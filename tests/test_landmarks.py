@@ -258,6 +258,23 @@ def test_one_euro_filter_vectorized():
     assert abs(ramp[-1] - 49) < 3  # fast motion: little lag
 
 
+def test_a_mesh_is_smoothed_block_by_block_as_the_points_are():
+    """The mesh is filtered a block of vertices at a time (a long clip's whole mesh in float64
+    made a peak that grew with its length): each vertex gets exactly the filter the whole-mesh
+    pass gives it, gaps and cuts included, vertex blocks not lined up with the mesh's length."""
+    from talkanim.landmarks.tracker import _one_euro_runs, face_scale, smooth_mesh
+
+    rng = np.random.default_rng(1)
+    n = 120
+    walk = np.cumsum(rng.normal(0, 2.0, (n, 478, 3)), axis=0).astype(np.float32) + 300.0
+    points = (np.cumsum(rng.normal(0, 2.0, (n, 68, 2)), axis=0) + 300.0).astype(np.float32)
+    valid = rng.random(n) > 0.1
+    config = TrackConfig()
+    scale = face_scale(points)
+    whole = (_one_euro_runs(walk.astype(np.float64) / scale, valid, 25.0, config, (60,)) * scale).astype(np.float32)
+    assert np.array_equal(smooth_mesh(walk, points, valid, 25.0, config, (60,)), whole)
+
+
 def test_pupils_follow_the_iris(astronaut, dlib_det):
     face = detect_face(astronaut, dlib_det)
     # Paint a dark disc left of each eye's centre: the located pupil moves toward it.

@@ -266,7 +266,7 @@ def test_a_body_swaying_across_the_picture_comes_along(astronaut, astronaut_face
     picture = _coordinate_picture(h, w)
     renderer = FaceRenderer(picture, astronaut_face, RenderConfig(mouth_fill=False), matte=np.ones((h, w), np.float32))
     body = renderer.body
-    body.pinned_edges = ()  # a person in the middle of a wide picture
+    body.pinned_edges = {}  # a person in the middle of a wide picture
     shift = 2.0 * body.frame.width
     sway = _head_pose(astronaut_face, 0.0, (-shift, 0.0), 1.0)[None]
     assert np.allclose(body.limit(sway), sway)  # not held back
@@ -281,6 +281,30 @@ def test_a_body_swaying_across_the_picture_comes_along(astronaut, astronaut_face
     assert np.linalg.norm(shown[y, x] - chest) < 3.0, (shown[y, x], chest)
     jump, folds = _max_jump_and_folds(frame)
     assert folds == 0 and jump < 8.0, (jump, folds)
+
+
+def test_only_where_the_person_touches_an_edge_is_the_motion_held_there(astronaut_face):
+    """Shoulders cut by the picture's right side pin that side where they touch it, not the hair
+    above them with background beside it: a head moving left (into the picture) takes the hair
+    by the right edge at eye height all the way along, while on the touched stretch the edge
+    itself stays put."""
+    import torch
+
+    from talkanim.render.body import BodyFrame, BodyWarp
+
+    size = (360, 512)  # the astronaut's face in a narrower picture: its hair near the right edge
+    frame = BodyFrame.from_points(astronaut_face.points)
+    eyes_y = float(astronaut_face.points[36:48, 1].mean())
+    hair = torch.tensor([[[frame.extent[2] + 60.0, eyes_y]]], dtype=torch.float64)  # right of the face
+    edge = torch.tensor([[[359.0, 480.0]]], dtype=torch.float64)  # where the shoulder meets the edge
+    head = np.eye(3)
+    head[0, 2] = -20.0  # the head moves 20 px left
+    whole = BodyWarp(frame, size, {"right": (0, 511)}, dtype=torch.float64)  # as if cut all along
+    shoulder = BodyWarp(frame, size, {"right": (420, 511)}, dtype=torch.float64)
+    moved = lambda body, p: float(body.forward(p, head[None])[0, 0, 0] - p[0, 0, 0])  # noqa: E731
+    assert moved(shoulder, hair) == pytest.approx(-20.0, abs=0.5)
+    assert moved(whole, hair) > -10.0  # held back by an edge the hair never reached
+    assert moved(shoulder, edge) == pytest.approx(0.0, abs=1e-6)
 
 
 def test_the_body_maps_inverse_lands_where_it_should(astronaut, astronaut_face):

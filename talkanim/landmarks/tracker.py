@@ -47,6 +47,7 @@ _THUMB = 24
 # The full detector (CNN fallback, ~0.3-2 s) runs at most once per this many seconds of video
 # while no face is tracked; HOG (20-130 ms) runs on every such frame.
 _FULL_DETECT_PERIOD_S = 2.0
+_MESH_BLOCK = 96  # mesh vertices smoothed at a time
 
 
 def _bbox(points: np.ndarray) -> tuple[float, float, float, float]:
@@ -247,7 +248,13 @@ def smooth_mesh(mesh: np.ndarray, points: np.ndarray, valid: np.ndarray, fps: fl
     """`smooth_track` for a (N, 478, 3) mesh: x, y and z filtered alike, in units of the face
     size of `points` (the same track's 68 points), so the mesh follows the points' smoothing."""
     scale = face_scale(points)
-    return (_one_euro_runs(mesh.astype(np.float64) / scale, valid, fps, config, cuts) * scale).astype(np.float32)
+    out = np.empty(mesh.shape, np.float32)
+    # a block of vertices at a time (the filter is per coordinate): the filter's float64 copies
+    # of the whole mesh cost 17 MiB each per minute of driver, a peak that grew with its length
+    for start in range(0, mesh.shape[1], _MESH_BLOCK):
+        part = slice(start, start + _MESH_BLOCK)
+        out[:, part] = _one_euro_runs(mesh[:, part].astype(np.float64) / scale, valid, fps, config, cuts) * scale
+    return out
 
 
 def track_frames(

@@ -14,7 +14,9 @@ body, not what lies far to its sides). E fades out, towards each picture edge th
 touches, the part of the motion that points away from that edge into the picture: that part
 would show what lies beyond the edge, which a head cut by the frame cannot; motion along the
 edge and out of the picture shows only the picture, so hair cut by the top of the frame still
-turns with the head. The renderer needs the inverse -- which portrait point lands on output
+turns with the head. Only where the person touches the edge: shoulders cut by the picture's
+side leave the hair above them, with background between it and the edge, free to move as one
+body (what it uncovers is the plate's). The renderer needs the inverse -- which portrait point lands on output
 pixel x -- found by damped fixed-point steps p <- p + a (x - D(p) - p), D the displacement above.
 
 G is a bijection (no fold, no tear) while it squeezes no area to nothing. The motion people
@@ -49,6 +51,9 @@ FOREHEAD = 0.3
 TORSO_SIDE = 2.0
 TORSO_BAND = 3.0
 NECK_LEAN = 0.25
+# Along an edge, the fade eases off over this fraction of the picture's shorter side past the
+# stretch of the edge the person touches.
+CONTACT_BAND = 0.12
 # Per picture edge: the coordinate (0: x, 1: y) and sign of the direction into the picture.
 INWARD = {"left": (0, 1.0), "top": (1, 1.0), "right": (0, -1.0), "bottom": (1, -1.0)}
 MIN_STRETCH = 0.3  # the body map may squeeze an area to this fraction, no further (0 would fold)
@@ -97,15 +102,16 @@ def _smoothstep(x: torch.Tensor) -> torch.Tensor:
 class BodyWarp:
     """Backward maps of the body motion for one portrait and many head poses.
 
-    `size` (width, height) is the picture's; `pinned_edges` names the picture edges ("left",
-    "top", "right", "bottom") the person touches, where the motion fades out.
+    `size` (width, height) is the picture's; `pinned_edges` maps the picture edges ("left",
+    "top", "right", "bottom") the person touches, where the motion fades out, to the stretch
+    (first, last px along the edge: y on the sides, x on the top and bottom) they touch it.
     """
 
-    def __init__(self, frame: BodyFrame, size: tuple[int, int], pinned_edges: tuple[str, ...] = (),
+    def __init__(self, frame: BodyFrame, size: tuple[int, int], pinned_edges: dict[str, tuple[float, float]] | None = None,
                  device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
         self.frame = frame
         self.size = (int(size[0]), int(size[1]))
-        self.pinned_edges = tuple(pinned_edges)
+        self.pinned_edges = dict(pinned_edges or {})
         self.device = torch.device(device)
         self.dtype = dtype
         as_tensor = lambda v: torch.tensor(np.asarray(v, np.float64), device=self.device, dtype=dtype)  # noqa: E731
@@ -212,13 +218,18 @@ class BodyWarp:
         return w
 
     def _edge_fades(self, points: torch.Tensor):
-        """(edge, fade (...)) per pinned edge at picture points (..., 2): 0 on the edge, rising
-        smoothly to 1 over its band."""
+        """(edge, fade (...)) per pinned edge at picture points (..., 2): 0 on the stretch of
+        the edge the person touches, rising smoothly to 1 over its band into the picture and
+        over CONTACT_BAND along the edge past the stretch."""
         width, height = self.size
         x, y = points[..., 0], points[..., 1]
+        along_band = CONTACT_BAND * min(self.size)
         for edge, band in self.edge_bands().items():
             distance = {"left": x, "top": y, "right": width - 1 - x, "bottom": height - 1 - y}[edge]
-            yield edge, _smoothstep(distance / band)
+            along = y if edge in ("left", "right") else x
+            first, last = self.pinned_edges[edge]
+            past = (first - along).clamp(min=0.0) + (along - last).clamp(min=0.0)
+            yield edge, 1.0 - (1.0 - _smoothstep(distance / band)) * (1.0 - _smoothstep(past / along_band))
 
     def inverse(self, pixels: torch.Tensor, heads: np.ndarray) -> torch.Tensor:
         """Portrait points p with G(p) = pixels. `pixels` (B, h, w, 2) or (h, w, 2) picture px,

@@ -78,11 +78,13 @@ def clean_matte(matte: np.ndarray, points: np.ndarray) -> np.ndarray:
     return (x * x * (3.0 - 2.0 * x)).astype(np.float32)
 
 
-def pinned_edges(matte: np.ndarray) -> tuple[str, ...]:
-    """The picture edges the person touches (over EDGE_CONTACT of their length)."""
+def pinned_edges(matte: np.ndarray) -> dict[str, tuple[int, int]]:
+    """The picture edges the person touches (over EDGE_CONTACT of their length), each with the
+    stretch it touches: (first, last) px along it, y on the sides, x on the top and bottom."""
     m = np.asarray(matte) > 0.5
     edges = {"left": m[:, 0], "top": m[0, :], "right": m[:, -1], "bottom": m[-1, :]}
-    return tuple(name for name, line in edges.items() if line.mean() > EDGE_CONTACT)
+    return {name: (int(np.argmax(line)), len(line) - 1 - int(np.argmax(line[::-1])))
+            for name, line in edges.items() if line.mean() > EDGE_CONTACT}
 
 
 def background_plate(image: np.ndarray, matte: np.ndarray, face_size: float) -> np.ndarray:
