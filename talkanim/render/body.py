@@ -16,8 +16,9 @@ would show what lies beyond the edge, which a head cut by the frame cannot; moti
 edge and out of the picture shows only the picture, so hair cut by the top of the frame still
 turns with the head. Only where the person touches the edge: shoulders cut by the picture's
 side leave the hair above them, with background between it and the edge, free to move as one
-body (what it uncovers is the plate's). The renderer needs the inverse -- which portrait point lands on output
-pixel x -- found by damped fixed-point steps p <- p + a (x - D(p) - p), D the displacement above.
+body (what it uncovers is the plate's). The renderer needs the inverse -- which portrait point
+lands on output pixel x -- found by damped fixed-point steps p <- p + a (x - D(p) - p), D the
+displacement above.
 
 G is a bijection (no fold, no tear) while it squeezes no area to nothing. The motion people
 make while talking stays far from that; for the rest (a person who fills the picture, a head
@@ -107,7 +108,8 @@ class BodyWarp:
     (first, last px along the edge: y on the sides, x on the top and bottom) they touch it.
     """
 
-    def __init__(self, frame: BodyFrame, size: tuple[int, int], pinned_edges: dict[str, tuple[float, float]] | None = None,
+    def __init__(self, frame: BodyFrame, size: tuple[int, int],
+                 pinned_edges: dict[str, tuple[float, float]] | None = None,
                  device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
         self.frame = frame
         self.size = (int(size[0]), int(size[1]))
@@ -263,8 +265,8 @@ class BodyWarp:
             if int(going.sum()) <= COMPACT * gathered:  # put back where they are; keep those going
                 flat.index_copy_(0, at, moving)
                 keep = torch.nonzero(going).squeeze(-1)
-                at, moving, target = at.index_select(0, keep), moving.index_select(0, keep), target.index_select(0, keep)
-                head, torso = head.index_select(1, keep), torso.index_select(0, keep)
+                at, moving = at.index_select(0, keep), moving.index_select(0, keep)
+                target, head, torso = target.index_select(0, keep), head.index_select(1, keep), torso.index_select(0, keep)
                 gathered = len(at)
         flat.index_copy_(0, at, moving)
         return p

@@ -383,8 +383,8 @@ class FaceRenderer:
         distance = np.linalg.norm(source - pixels, axis=-1)
         up = lambda a: cv2.resize(np.dstack(a).astype(np.float32), (nw * k, nh * k),  # noqa: E731
                                   interpolation=cv2.INTER_LINEAR)[k:k + h, k:k + w]
-        moved = np.minimum(distance / PLATE_AFTER_PX, 1.0)
-        plate = up([moved * moved * (3.0 - 2.0 * moved) / 255.0])
+        far = np.minimum(distance / PLATE_AFTER_PX, 1.0)
+        plate = up([far * far * (3.0 - 2.0 * far) / 255.0])  # smoothstep
         changed = up([np.minimum(distance * 4.0, 1.0)]) if self.scale < 1.0 else None
         # one two-channel map for cv2.remap, which reads the strided view without a copy
         return up([tex_x, tex_y]), plate, changed, at_s
